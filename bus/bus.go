@@ -1,0 +1,393 @@
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Stream names. Both are work queues: a message leaves the stream once the
+// consumer that owns its subject acknowledges it.
+const (
+	StreamOut = "XMPPGW_OUT" // component → adapters (XMPP → network)
+	StreamIn  = "XMPPGW_IN"  // adapters → component (network → XMPP)
+)
+
+// KV buckets created at start.
+const (
+	// BucketRegistrations holds per-user gateway state (registrations, number
+	// assignments). Kept forever.
+	BucketRegistrations = "xmppgw_registrations"
+	// BucketMessages maps network message ids to XMPP stanza ids (receipts,
+	// errors that arrive later). Entries expire.
+	BucketMessages = "xmppgw_messages"
+)
+
+// OutSubject is where the component publishes messages for gateway gw.
+func OutSubject(gw string) string { return "xmppgw." + gw + ".out" }
+
+// InSubject is where adapters publish events for the users of gateway gw.
+func InSubject(gw string) string { return "xmppgw." + gw + ".in" }
+
+// Consumer names: one durable per gateway and direction, shared by every
+// process doing that role so work is split rather than duplicated.
+func AdapterConsumer(gw string) string   { return "adapter_" + gw }
+func ComponentConsumer(gw string) string { return "component_" + gw }
+
+// Options configures Open. The zero value is not usable: set DataDir (embedded)
+// or URL (external).
+type Options struct {
+	// URL, when set, connects to external NATS servers (comma-separated).
+	URL             string
+	CredentialsFile string
+	TLSCAFile       string
+	TLSCertFile     string
+	TLSKeyFile      string
+
+	// DataDir is where the embedded server keeps JetStream data.
+	DataDir string
+	// Listen opens a TCP client port on the embedded server (host:port) so that
+	// out-of-process adapters can connect. Empty: no listener at all.
+	Listen string
+
+	// Replicas for streams and buckets; must be 1 for the embedded server.
+	Replicas int
+	// Name identifies this process to the NATS servers.
+	Name   string
+	Logger *slog.Logger
+}
+
+// Bus is a ready connection with its streams and buckets in place.
+type Bus struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	srv    *server.Server // nil when external
+	log    *slog.Logger
+	closer sync.Once
+}
+
+// Open starts or connects to NATS and creates or updates the streams and KV
+// buckets. It returns once the bus can store messages.
+func Open(ctx context.Context, o Options) (*Bus, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Replicas < 1 {
+		o.Replicas = 1
+	}
+	if o.Name == "" {
+		o.Name = "xmppgw"
+	}
+	b := &Bus{log: o.Logger}
+	var err error
+	if o.URL == "" {
+		err = b.startEmbedded(o)
+	} else {
+		err = b.connect(o)
+	}
+	if err != nil {
+		b.shutdown()
+		return nil, err
+	}
+	b.js, err = jetstream.New(b.nc)
+	if err != nil {
+		b.shutdown()
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	if err := b.provision(ctx, o.Replicas); err != nil {
+		b.shutdown()
+		return nil, err
+	}
+	return b, nil
+}
+
+func (b *Bus) startEmbedded(o Options) error {
+	if o.DataDir == "" {
+		return errors.New("bus: embedded server needs a data directory (bus.data_dir)")
+	}
+	if o.Replicas != 1 {
+		return fmt.Errorf("bus: embedded server is a single node; replicas must be 1, not %d", o.Replicas)
+	}
+	dir, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return fmt.Errorf("bus: data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("bus: data dir: %w", err)
+	}
+	opts := &server.Options{
+		ServerName: "xmppgw-embedded",
+		JetStream:  true,
+		StoreDir:   dir,
+		DontListen: o.Listen == "",
+		NoSigs:     true,
+		NoLog:      false,
+		// JetStream would otherwise default to a share of system memory.
+		JetStreamMaxMemory: 64 << 20,
+	}
+	if o.Listen != "" {
+		host, port, err := net.SplitHostPort(o.Listen)
+		if err != nil {
+			return fmt.Errorf("bus: listen %q: %w", o.Listen, err)
+		}
+		opts.Host = host
+		if opts.Port, err = strconv.Atoi(port); err != nil {
+			return fmt.Errorf("bus: listen %q: bad port", o.Listen)
+		}
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("bus: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(&natsLogger{l: o.Logger.With("subsystem", "nats-server")}, false, false, false)
+	b.srv = srv
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		return errors.New("bus: embedded server did not become ready within 10s")
+	}
+	b.nc, err = nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name(o.Name))
+	if err != nil {
+		return fmt.Errorf("bus: connect to embedded server: %w", err)
+	}
+	return nil
+}
+
+func (b *Bus) connect(o Options) error {
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				b.log.Warn("bus disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			b.log.Info("bus reconnected", "server", nc.ConnectedUrlRedacted())
+		}),
+	}
+	if o.CredentialsFile != "" {
+		opts = append(opts, nats.UserCredentials(o.CredentialsFile))
+	}
+	if o.TLSCAFile != "" {
+		opts = append(opts, nats.RootCAs(o.TLSCAFile))
+	}
+	if o.TLSCertFile != "" {
+		opts = append(opts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
+	}
+	nc, err := nats.Connect(o.URL, opts...)
+	if err != nil {
+		return fmt.Errorf("bus: connect to %s: %w", redactURL(o.URL), err)
+	}
+	b.nc = nc
+	return nil
+}
+
+// redactURL drops user:password from NATS URLs before they reach a log.
+func redactURL(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		if at := strings.LastIndex(p, "@"); at >= 0 {
+			if s := strings.Index(p, "://"); s >= 0 && s < at {
+				parts[i] = p[:s+3] + "[redacted]" + p[at:]
+			}
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (b *Bus) provision(ctx context.Context, replicas int) error {
+	for _, sc := range []jetstream.StreamConfig{
+		{Name: StreamOut, Subjects: []string{"xmppgw.*.out"}},
+		{Name: StreamIn, Subjects: []string{"xmppgw.*.in"}},
+	} {
+		sc.Retention = jetstream.WorkQueuePolicy
+		sc.Storage = jetstream.FileStorage
+		sc.Replicas = replicas
+		sc.Duplicates = 10 * time.Minute
+		sc.MaxAge = 7 * 24 * time.Hour
+		sc.MaxMsgSize = MaxEnvelopeSize
+		sc.Discard = jetstream.DiscardNew
+		if _, err := b.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range []jetstream.KeyValueConfig{
+		{Bucket: BucketRegistrations, Description: "per-user gateway state"},
+		{Bucket: BucketMessages, Description: "network message id → stanza id", TTL: 7 * 24 * time.Hour},
+	} {
+		kc.Replicas = replicas
+		kc.Storage = jetstream.FileStorage
+		if _, err := b.js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("bus: kv bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// JetStream gives adapters and the component direct access for what this
+// package does not wrap (KV buckets, consumer info).
+func (b *Bus) JetStream() jetstream.JetStream { return b.js }
+
+// Conn is the underlying NATS connection.
+func (b *Bus) Conn() *nats.Conn { return b.nc }
+
+// Embedded reports whether this process runs the NATS server itself.
+func (b *Bus) Embedded() bool { return b.srv != nil }
+
+// Publish stores e durably on subject; it returns only after JetStream has
+// acknowledged the write. msgID deduplicates within the stream's window:
+// duplicate is true when an equal id was already stored (and nothing new was).
+func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID string) (duplicate bool, err error) {
+	data, err := Encode(e)
+	if err != nil {
+		return false, err
+	}
+	var opts []jetstream.PublishOpt
+	if msgID != "" {
+		opts = append(opts, jetstream.WithMsgID(msgID))
+	}
+	ack, err := b.js.Publish(ctx, subject, data, opts...)
+	if err != nil {
+		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
+	}
+	return ack.Duplicate, nil
+}
+
+// ConsumerConfig shapes a durable work consumer.
+type ConsumerConfig struct {
+	Stream  string
+	Name    string
+	Subject string
+	// AckWait is how long a delivered message may stay unacknowledged before
+	// JetStream redelivers it.
+	AckWait time.Duration
+	// MaxAckPending bounds in-flight messages for this consumer.
+	MaxAckPending int
+}
+
+// Consumer creates or updates a durable pull consumer with explicit acks.
+// Delivery attempts are unlimited here: the consuming side counts attempts
+// (from message metadata) and decides when to give up and report an error.
+func (b *Bus) Consumer(ctx context.Context, c ConsumerConfig) (jetstream.Consumer, error) {
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 1000
+	}
+	cons, err := b.js.CreateOrUpdateConsumer(ctx, c.Stream, jetstream.ConsumerConfig{
+		Durable:       c.Name,
+		FilterSubject: c.Subject,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxAckPending: c.MaxAckPending,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("bus: consumer %s on %s: %w", c.Name, c.Stream, err)
+	}
+	return cons, nil
+}
+
+// Pending reports, for a consumer, how many messages wait to be delivered and
+// how many are delivered but not yet acknowledged.
+func (b *Bus) Pending(ctx context.Context, stream, consumer string) (waiting, unacked uint64, err error) {
+	c, err := b.js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.NumPending, uint64(info.NumAckPending), nil
+}
+
+// Ready returns nil when the bus can store messages right now.
+func (b *Bus) Ready(ctx context.Context) error {
+	if b.nc == nil || !b.nc.IsConnected() {
+		return errors.New("not connected to NATS")
+	}
+	if _, err := b.js.AccountInfo(ctx); err != nil {
+		return fmt.Errorf("JetStream unavailable: %w", err)
+	}
+	return nil
+}
+
+// Close drains the connection (in-flight handlers finish, pending publishes
+// are flushed) and stops the embedded server. Safe to call more than once.
+func (b *Bus) Close(ctx context.Context) error {
+	var err error
+	b.closer.Do(func() {
+		if b.nc != nil && !b.nc.IsClosed() {
+			done := make(chan struct{})
+			b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
+			if derr := b.nc.Drain(); derr != nil {
+				b.nc.Close()
+			} else {
+				select {
+				case <-done:
+				case <-ctx.Done():
+					b.nc.Close()
+					err = fmt.Errorf("bus: drain: %w", ctx.Err())
+				}
+			}
+		}
+		b.stopServer()
+	})
+	return err
+}
+
+func (b *Bus) shutdown() {
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	b.stopServer()
+}
+
+func (b *Bus) stopServer() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	}
+}
+
+// natsLogger sends the embedded server's log to slog. Its notices are chatty
+// start-up detail, so they go to debug.
+type natsLogger struct{ l *slog.Logger }
+
+func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any)  {}
+
+// IsStorageFull reports whether a Publish failed because the store is out of
+// space or over its limits: the caller should refuse new work rather than
+// retry at once.
+func IsStorageFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode {
+		case 10047, // insufficient storage resources available
+			10077, // maximum messages exceeded
+			10028: // insufficient resources (memory)
+			return true
+		}
+	}
+	return err != nil && strings.Contains(err.Error(), "insufficient")
+}

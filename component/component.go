@@ -1,0 +1,266 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stream"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/metrics"
+)
+
+// Options configures one gateway's component.
+type Options struct {
+	Name   string // gateway name: bus subjects, metrics
+	Domain string // the component's JID domain
+	Secret string
+	Server string // host:port of the XMPP server's component listener
+
+	Bus *bus.Bus
+
+	// Identity shown in disco#info on the domain (category "gateway").
+	IdentityType string // "sms", "irc", …
+	IdentityName string
+	// ContactType is the disco identity type (category "client") of contact
+	// JIDs, e.g. "sms". Default "pc".
+	ContactType string
+	// Receipts and Media advertise XEP-0184 and XEP-0066 support.
+	Receipts, Media bool
+
+	// AllowedDomains are the XMPP domains whose users may use the gateway.
+	// Admins may use it whatever their domain.
+	AllowedDomains []string
+	Admins         []string
+
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+
+	// Backoff between connection attempts: exponential from BackoffBase to
+	// BackoffMax with jitter. Defaults 500 ms and 30 s.
+	BackoffBase, BackoffMax time.Duration
+	// DialTimeout bounds TCP connect plus handshake. Default 10 s.
+	DialTimeout time.Duration
+}
+
+// Component maintains one XEP-0114 stream.
+type Component struct {
+	o      Options
+	domain jid.JID
+	log    *slog.Logger
+
+	allowed map[string]bool
+	admins  map[string]bool
+
+	mu     sync.Mutex
+	up     bool
+	reason string
+}
+
+// New validates options. It does not connect.
+func New(o Options) (*Component, error) {
+	if o.Name == "" || o.Bus == nil || o.Server == "" {
+		return nil, errors.New("component: name, bus and server are required")
+	}
+	d, err := jid.Parse(o.Domain)
+	if err != nil || d.Localpart() != "" || d.Resourcepart() != "" {
+		return nil, fmt.Errorf("component: %q is not a domain", o.Domain)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.BackoffBase <= 0 {
+		o.BackoffBase = 500 * time.Millisecond
+	}
+	if o.BackoffMax <= 0 {
+		o.BackoffMax = 30 * time.Second
+	}
+	if o.DialTimeout <= 0 {
+		o.DialTimeout = 10 * time.Second
+	}
+	if o.ContactType == "" {
+		o.ContactType = "pc"
+	}
+	c := &Component{
+		o:       o,
+		domain:  d,
+		log:     o.Logger,
+		allowed: map[string]bool{},
+		admins:  map[string]bool{},
+		reason:  "component stream not connected yet",
+	}
+	for _, a := range o.AllowedDomains {
+		c.allowed[strings.ToLower(a)] = true
+	}
+	for _, a := range o.Admins {
+		c.admins[strings.ToLower(a)] = true
+	}
+	return c, nil
+}
+
+// Status reports whether the stream is authenticated, and if not, why.
+func (c *Component) Status() (up bool, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.up, c.reason
+}
+
+func (c *Component) setStatus(up bool, reason string) {
+	c.mu.Lock()
+	c.up, c.reason = up, reason
+	c.mu.Unlock()
+	c.o.Metrics.SetConnected(c.o.Name, up)
+}
+
+// Run keeps the stream up until ctx is cancelled, then closes it. It returns
+// nil on cancellation; connection failures are retried, never returned.
+func (c *Component) Run(ctx context.Context) error {
+	c.o.Metrics.SetConnected(c.o.Name, false)
+	cons, err := c.o.Bus.Consumer(ctx, bus.ConsumerConfig{
+		Stream:  bus.StreamIn,
+		Name:    bus.ComponentConsumer(c.o.Name),
+		Subject: bus.InSubject(c.o.Name),
+		// Short: envelopes prefetched by a stream that then died come back
+		// soon after the next stream is up.
+		AckWait:       10 * time.Second,
+		MaxAckPending: 512,
+	})
+	if err != nil {
+		return err
+	}
+
+	delay := c.o.BackoffBase
+	var lastFailure string
+	for {
+		authenticated, err := c.session(ctx, cons)
+		if ctx.Err() != nil {
+			c.setStatus(false, "shutting down")
+			return nil
+		}
+		reason := c.describe(err)
+		if authenticated {
+			c.log.Warn("component stream lost; reconnecting", "server", c.o.Server, "err", reason)
+			delay = c.o.BackoffBase
+			lastFailure = ""
+		} else {
+			c.o.Metrics.ConnectFailed(c.o.Name)
+			// Once per distinct failure, not per retry.
+			if reason != lastFailure {
+				c.log.Error("component stream cannot connect; retrying with backoff", "server", c.o.Server, "err", reason)
+				lastFailure = reason
+			} else {
+				c.log.Debug("component connect retry failed", "err", reason, "next_in", delay)
+			}
+		}
+		c.setStatus(false, reason)
+		wait := jitter(delay)
+		delay = min(delay*2, c.o.BackoffMax)
+		select {
+		case <-ctx.Done():
+			c.setStatus(false, "shutting down")
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+// describe turns a connection error into the sentence an operator needs.
+func (c *Component) describe(err error) string {
+	if err == nil {
+		return "stream closed by the server"
+	}
+	var se stream.Error
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "not-authorized":
+			return fmt.Sprintf("the server at %s rejected the handshake for %s (not-authorized): the secret in gateways.%s does not match the server's component secret", c.o.Server, c.o.Domain, c.o.Name)
+		case "host-unknown", "improper-addressing":
+			return fmt.Sprintf("the server at %s has no component %s (%s): add it to the server's configuration", c.o.Server, c.o.Domain, se.Err)
+		case "conflict":
+			return fmt.Sprintf("the server at %s already has a stream for %s (conflict): another gateway process is connected", c.o.Server, c.o.Domain)
+		}
+		return fmt.Sprintf("stream error from %s: %v", c.o.Server, se)
+	}
+	return err.Error()
+}
+
+// session runs one stream from dial to close. authenticated reports whether
+// the handshake succeeded (so the caller can reset its backoff).
+func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authenticated bool, err error) {
+	dialCtx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(dialCtx, "tcp", c.o.Server)
+	if err != nil {
+		return false, fmt.Errorf("connect to %s: %w", c.o.Server, err)
+	}
+	defer conn.Close()
+	sess, err := component.NewSession(dialCtx, c.domain, []byte(c.o.Secret), conn)
+	if err != nil {
+		return false, err
+	}
+	c.setStatus(true, "")
+	c.log.Info("component stream up", "server", c.o.Server, "domain", c.o.Domain)
+
+	// Inbound envelopes flow only while this stream is up.
+	cc, err := cons.Consume(func(msg jetstream.Msg) { c.deliver(ctx, sess, msg) },
+		jetstream.PullMaxMessages(128),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			c.log.Debug("inbound consume", "err", err)
+		}))
+	if err != nil {
+		_ = sess.Close()
+		return true, fmt.Errorf("consume inbound envelopes: %w", err)
+	}
+
+	served := make(chan error, 1)
+	go func() { served <- sess.Serve(c.handler(ctx)) }()
+
+	select {
+	case err = <-served:
+		cc.Stop()
+		<-cc.Closed()
+		if err == nil {
+			err = io.EOF
+		}
+		return true, err
+	case <-ctx.Done():
+		// Stop taking inbound work, let what is being written finish, then
+		// close the stream and give the server a moment to close its side.
+		cc.Drain()
+		select {
+		case <-cc.Closed():
+		case <-time.After(3 * time.Second):
+			cc.Stop()
+		}
+		_ = sess.SetCloseDeadline(time.Now().Add(2 * time.Second))
+		_ = sess.Close()
+		select {
+		case <-served:
+		case <-time.After(2 * time.Second):
+		}
+		c.log.Info("component stream closed", "domain", c.o.Domain)
+		return true, nil
+	}
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+var _ xmpp.Handler = xmpp.HandlerFunc(nil)

@@ -1,0 +1,124 @@
+package component
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/metrics"
+)
+
+// deliver writes one inbound envelope to the XMPP stream and acknowledges it
+// once written. A write failure leaves it on the bus for the next stream.
+func (c *Component) deliver(ctx context.Context, sess *xmpp.Session, msg jetstream.Msg) {
+	e, err := bus.Decode(msg.Data())
+	if err != nil {
+		c.log.Error("dropping undecodable inbound envelope", "subject", msg.Subject(), "err", err)
+		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
+		_ = msg.Term()
+		return
+	}
+	stanzas, err := c.stanzasFor(e)
+	if err != nil {
+		// The envelope cannot become a stanza (bad contact address): no
+		// retry can fix it.
+		c.log.Error("cannot deliver inbound envelope", "id", e.ID, "contact", e.Contact, "user", e.User, "err", err)
+		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
+		_ = msg.Term()
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for _, s := range stanzas {
+		if err := sess.Encode(wctx, s); err != nil {
+			c.log.Debug("inbound write failed; will redeliver", "id", e.ID, "err", err)
+			_ = msg.Nak()
+			return
+		}
+	}
+	if err := msg.Ack(); err != nil {
+		c.log.Warn("ack inbound envelope", "id", e.ID, "err", err)
+	}
+	if e.Kind == bus.KindMessage {
+		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Sent)
+	}
+}
+
+// stanzasFor maps an envelope to what the user receives. Media travel one
+// item per message (XEP-0066: body and url the same) after the text, which
+// is how clients such as Conversations show attachments inline.
+func (c *Component) stanzasFor(e *bus.Envelope) ([]outMessage, error) {
+	contact, err := c.contactJID(e.Contact)
+	if err != nil {
+		return nil, err
+	}
+	user, err := jid.Parse(e.User)
+	if err != nil {
+		return nil, fmt.Errorf("user %q: %w", e.User, err)
+	}
+	from, to := contact.String(), user.String()
+	switch e.Kind {
+	case bus.KindMessage:
+		m := e.Message
+		var out []outMessage
+		if m.Body != "" || len(m.Media) == 0 {
+			out = append(out, outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: "chat", Body: m.Body, Thread: m.Thread, Active: &chatStateOut{}})
+		}
+		for i, md := range m.Media {
+			out = append(out, outMessage{ID: stanzaID(e.ID, i+1), From: from, To: to, Type: "chat", Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}})
+		}
+		return out, nil
+	case bus.KindStatus:
+		switch e.Status.State {
+		case bus.StateDelivered:
+			return []outMessage{{ID: stanzaID(e.ID, 0), From: from, To: to, Received: &receiptOut{ID: e.Status.Ref}}}, nil
+		case bus.StateFailed:
+			text := e.Status.Reason
+			if e.Status.Code != "" {
+				text = fmt.Sprintf("%s (error %s)", text, e.Status.Code)
+			}
+			return []outMessage{errorMessage(e.Status.Ref, from, to, "cancel", "recipient-unavailable", text, c.o.Domain)}, nil
+		}
+		return nil, nil // "sent" and unknown states: nothing to show
+	case bus.KindError:
+		er := e.Error
+		text := er.Text
+		if er.Code != "" {
+			text = fmt.Sprintf("%s (error %s)", text, er.Code)
+		}
+		typ := er.Type
+		if typ == "" {
+			typ = "cancel"
+		}
+		return []outMessage{errorMessage(er.Ref, from, to, typ, er.Condition, text, c.o.Domain)}, nil
+	}
+	return nil, fmt.Errorf("unknown kind %q", e.Kind)
+}
+
+// errorMessage references the failed message by its id (RFC 6120 §8.3: the
+// error stanza carries the id of the stanza that caused it).
+func errorMessage(ref, from, to, typ, cond, text, by string) outMessage {
+	return outMessage{ID: ref, From: from, To: to, Type: "error", Error: newStanzaError(typ, cond, text, by)}
+}
+
+// stanzaID derives stable ids from the envelope id, so a redelivered envelope
+// produces the same stanza ids and clients can drop the duplicate.
+func stanzaID(envID string, i int) string {
+	if i == 0 {
+		return envID
+	}
+	return fmt.Sprintf("%s-%d", envID, i)
+}
+
+func (c *Component) contactJID(contact string) (jid.JID, error) {
+	j, err := jid.New(jid.Escape.String(contact), c.domain.Domainpart(), "")
+	if err != nil {
+		return jid.JID{}, fmt.Errorf("contact %q is not a valid JID localpart: %w", contact, err)
+	}
+	return j, nil
+}

@@ -1,0 +1,267 @@
+package component
+
+import (
+	"context"
+	"encoding/xml"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nuid"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/metrics"
+)
+
+// handler serves one stream. It must not call session methods (Serve holds
+// the stream locks while it runs); replies go through w.
+func (c *Component) handler(ctx context.Context) xmpp.Handler {
+	return xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		// The reader starts inside the element; give the decoder its start.
+		d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
+		switch start.Name.Local {
+		case "message":
+			var m inMessage
+			if err := d.Decode(&m); err != nil {
+				return c.undecodable(start, err)
+			}
+			return c.onMessage(ctx, t, &m)
+		case "iq":
+			var iq inIQ
+			if err := d.Decode(&iq); err != nil {
+				return c.undecodable(start, err)
+			}
+			return c.onIQ(t, &iq)
+		case "presence":
+			var p inPresence
+			if err := d.Decode(&p); err != nil {
+				return c.undecodable(start, err)
+			}
+			return c.onPresence(t, &p)
+		}
+		return nil
+	})
+}
+
+// undecodable: the server sent XML that is well-formed but not a stanza we
+// can read. Nobody can be answered reliably; log it and keep the stream.
+func (c *Component) undecodable(start *xml.StartElement, err error) error {
+	c.log.Warn("could not decode stanza; ignoring it", "element", start.Name.Local, "err", err)
+	return nil
+}
+
+// parsed addresses of a stanza.
+type route struct {
+	from, to jid.JID
+}
+
+func (c *Component) parseRoute(from, to string) (route, error) {
+	f, err := jid.Parse(from)
+	if err != nil {
+		return route{}, err
+	}
+	t, err := jid.Parse(to)
+	if err != nil {
+		return route{}, err
+	}
+	return route{from: f, to: t}, nil
+}
+
+// permitted applies allowed_domains and admins: the gateway is not an open
+// relay for whoever can route a stanza to it.
+func (c *Component) permitted(from jid.JID) bool {
+	return c.allowed[strings.ToLower(from.Domainpart())] || c.admins[strings.ToLower(from.Bare().String())]
+}
+
+func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder, m *inMessage) error {
+	if m.Type == "error" {
+		// Never answer an error with an error. The user's server bounced
+		// something we sent (e.g. the user is offline without offline storage).
+		c.log.Debug("error stanza from user side", "from", m.From, "to", m.To, "id", m.ID)
+		return nil
+	}
+	r, err := c.parseRoute(m.From, m.To)
+	if err != nil {
+		return c.replyMessageError(w, m, "modify", "jid-malformed", "the address is not a valid JID: "+err.Error())
+	}
+	if !c.permitted(r.from) {
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
+		return c.replyMessageError(w, m, "auth", "forbidden",
+			"this gateway serves users of "+strings.Join(c.o.AllowedDomains, ", ")+" only")
+	}
+	body := firstBody(m.Body)
+	var media []bus.Media
+	for _, o := range m.OOB {
+		if u := strings.TrimSpace(o.URL); u != "" {
+			media = append(media, bus.Media{URL: u})
+		}
+	}
+	if strings.TrimSpace(body) == "" && len(media) == 0 {
+		// Chat states, receipts, markers, empty messages: nothing for the network.
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Ignored)
+		return nil
+	}
+	if r.to.Localpart() == "" {
+		return c.replyMessageError(w, m, "cancel", "service-unavailable",
+			"this is the "+c.o.Domain+" gateway itself; message a contact such as +15551234567@"+c.o.Domain)
+	}
+	stanzaID := m.ID
+	if stanzaID == "" {
+		stanzaID = nuid.Next()
+	}
+	env := &bus.Envelope{
+		Kind:    bus.KindMessage,
+		ID:      nuid.Next(),
+		Gateway: c.o.Name,
+		Time:    time.Now().UTC(),
+		User:    r.from.String(),
+		Contact: unescapeLocal(r.to.Localpart()),
+		Message: &bus.Message{
+			ID:      stanzaID,
+			Body:    body,
+			Media:   media,
+			Thread:  m.Thread,
+			Receipt: m.Request != nil,
+		},
+	}
+	// Dedup key: the same stanza (a client resending after a reconnect) is
+	// stored once. Without a client id there is nothing to dedup on.
+	msgID := ""
+	if m.ID != "" {
+		msgID = "out:" + r.from.String() + "|" + m.ID
+	}
+	pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	dup, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, msgID)
+	cancel()
+	if err != nil {
+		c.log.Error("could not store outbound message; sender told", "from", m.From, "id", m.ID, "err", err)
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
+		cond, text := "internal-server-error", "the gateway could not queue this message; please send it again later"
+		if bus.IsStorageFull(err) {
+			cond = "resource-constraint"
+			text = "the gateway's storage is full; please send it again later"
+		}
+		return c.replyMessageError(w, m, "wait", cond, text)
+	}
+	if dup {
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
+	} else {
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Queued)
+	}
+	return nil
+}
+
+func firstBody(bodies []langText) string {
+	// Prefer the body without xml:lang (the stream default language).
+	for _, b := range bodies {
+		if b.Lang == "" {
+			return b.Value
+		}
+	}
+	if len(bodies) > 0 {
+		return bodies[0].Value
+	}
+	return ""
+}
+
+// replyMessageError bounces m back to its sender with an error, keeping its
+// id so the client can mark the right message as failed.
+func (c *Component) replyMessageError(w xmlstream.TokenReadEncoder, m *inMessage, typ, cond, text string) error {
+	if m.From == "" {
+		return nil
+	}
+	return w.Encode(outMessage{
+		ID:    m.ID,
+		From:  m.To,
+		To:    m.From,
+		Type:  "error",
+		Error: newStanzaError(typ, cond, text, c.o.Domain),
+	})
+}
+
+func (c *Component) onIQ(w xmlstream.TokenReadEncoder, iq *inIQ) error {
+	if iq.Type != "get" && iq.Type != "set" {
+		return nil // results and errors answer nothing
+	}
+	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
+	r, err := c.parseRoute(iq.From, iq.To)
+	if err != nil {
+		reply.Type = "error"
+		reply.Error = newStanzaError("modify", "jid-malformed", "invalid address: "+err.Error(), "")
+		return w.Encode(reply)
+	}
+	toContact := r.to.Localpart() != ""
+	p := iq.Payload.XMLName
+	switch {
+	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && iq.Payload.Node == "":
+		reply.Payload = c.discoInfo(toContact)
+	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && iq.Payload.Node == "":
+		reply.Payload = discoItems{}
+	case iq.Type == "get" && p.Space == nsPing && p.Local == "ping":
+		// empty result
+	default:
+		reply.Type = "error"
+		reply.Error = newStanzaError("cancel", "service-unavailable", "", "")
+	}
+	return w.Encode(reply)
+}
+
+func (c *Component) discoInfo(contact bool) discoInfo {
+	info := discoInfo{Features: []feature{{nsDiscoInfo}}}
+	if contact {
+		info.Identities = []identity{{Category: "client", Type: c.o.ContactType}}
+	} else {
+		info.Identities = []identity{{Category: "gateway", Type: c.o.IdentityType, Name: c.o.IdentityName}}
+		info.Features = append(info.Features, feature{nsDiscoItems}, feature{nsPing})
+	}
+	if c.o.Receipts {
+		info.Features = append(info.Features, feature{nsReceipts})
+	}
+	if c.o.Media {
+		info.Features = append(info.Features, feature{nsOOB})
+	}
+	return info
+}
+
+// onPresence approves subscriptions to the gateway and its contacts and says
+// they are available (XEP-0100 §4.1.3): networks like SMS have no presence,
+// and a contact shown offline makes some clients refuse to send.
+func (c *Component) onPresence(w xmlstream.TokenReadEncoder, p *inPresence) error {
+	r, err := c.parseRoute(p.From, p.To)
+	if err != nil || p.Type == "error" {
+		return nil
+	}
+	if !c.permitted(r.from) {
+		if p.Type == "subscribe" {
+			return w.Encode(outPresence{From: r.to.Bare().String(), To: r.from.Bare().String(), Type: "unsubscribed"})
+		}
+		return nil
+	}
+	self := r.to.Bare().String()
+	switch p.Type {
+	case "subscribe":
+		if err := w.Encode(outPresence{From: self, To: r.from.Bare().String(), Type: "subscribed"}); err != nil {
+			return err
+		}
+		return w.Encode(outPresence{From: self, To: r.from.Bare().String()})
+	case "probe", "":
+		if p.Type == "" && r.to.Localpart() != "" {
+			return nil // directed available presence to a contact: nothing to say
+		}
+		return w.Encode(outPresence{From: self, To: r.from.String()})
+	case "unsubscribe":
+		return w.Encode(outPresence{From: self, To: r.from.Bare().String(), Type: "unsubscribed"})
+	}
+	return nil
+}
+
+// unescapeLocal reverses XEP-0106 escaping, so "\20" in a JID becomes a space
+// in the network address.
+func unescapeLocal(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	return jid.Unescape.String(s)
+}

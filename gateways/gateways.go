@@ -1,0 +1,210 @@
+package gateways
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+)
+
+// Adapter is one network connection shared by every user of a gateway.
+type Adapter interface {
+	// Start connects to the network and returns once Send can be called. h is
+	// how the adapter hands inbound traffic to the gateway; it stays valid
+	// until Stop returns.
+	Start(ctx context.Context, h Host) error
+	// Send delivers one message to the network. A nil error means the network
+	// accepted it.
+	Send(ctx context.Context, m Outbound) error
+	// Stop disconnects. It must be safe to call after a failed or no Start.
+	Stop(ctx context.Context) error
+}
+
+// Host is the gateway side an adapter talks to.
+type Host interface {
+	// Deliver stores an inbound message durably; once it returns nil the
+	// adapter may acknowledge the message to its network.
+	Deliver(ctx context.Context, m Inbound) error
+	// Report stores a delivery status for an earlier outbound message.
+	Report(ctx context.Context, s Status) error
+}
+
+// Capabilities are what a network carries. The runner and the component
+// consult them; nothing branches on adapter names.
+type Capabilities struct {
+	Media    bool // attachments (URLs) travel as media, not just text
+	Receipts bool // the network reports delivery
+	Typing   bool // typing notifications
+}
+
+// Outbound is a message from an XMPP user to a network contact.
+type Outbound struct {
+	ID      string // XMPP stanza id (never empty: generated when the client sent none)
+	From    string // sender's full JID
+	To      string // network address of the contact, e.g. "+15551234567"
+	Body    string
+	Media   []Media
+	Thread  string
+	Receipt bool // the sender asked for a delivery receipt
+	Attempt int  // 1 on the first try
+}
+
+// Inbound is a message from a network contact to an XMPP user.
+type Inbound struct {
+	ProviderID string // the network's message id; deduplicates redelivery
+	From       string // network address of the contact
+	To         string // the XMPP user's bare JID
+	Body       string
+	Media      []Media
+	Thread     string
+}
+
+// Media is an attachment reachable by URL.
+type Media struct {
+	URL  string
+	Type string
+	Size int64
+}
+
+// Status reports what became of an outbound message.
+type Status struct {
+	Ref     string // the Outbound.ID it is about
+	User    string // the sender's JID (as in Outbound.From)
+	Contact string
+	State   string // bus.StateSent, bus.StateDelivered, bus.StateFailed
+	Code    string
+	Reason  string
+}
+
+// Info describes an adapter to the registry.
+type Info struct {
+	// ID names the adapter in configuration (adapter: sandbox). Unique.
+	ID string
+	// Type is the XEP-0030 identity type of the gateway (category "gateway"):
+	// "sms", "irc", … from the XMPP registrar's list.
+	Type string
+	// ContactType is the XEP-0030 identity type (category "client") of the
+	// network's contacts: "sms" for phone numbers, "pc" when unsure.
+	ContactType string
+	// Name is the human-readable identity name shown by clients.
+	Name         string
+	Capabilities Capabilities
+	// NewConfig returns a pointer to a zero adapter config that the config
+	// loader decodes the gateways.<name>.<ID> block into, strictly. Nil when
+	// the adapter takes no configuration.
+	NewConfig func() any
+	// New constructs the adapter. It must not connect or start goroutines.
+	New func(Params) (Adapter, error)
+}
+
+// Params is what New receives.
+type Params struct {
+	Name      string // gateway name (config key)
+	Domain    string // the component's domain
+	Config    any    // what NewConfig returned, decoded and validated; nil if none
+	PublicURL string // http.public_url, for webhooks
+	Logger    *slog.Logger
+}
+
+var (
+	registryMu sync.RWMutex
+	registry   = map[string]Info{}
+)
+
+// Register adds an adapter. Call it from init; it panics on an empty or
+// duplicate ID because that is a build mistake, not a runtime condition.
+func Register(info Info) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if info.ID == "" || info.New == nil {
+		panic("gateways: Register needs an ID and a New function")
+	}
+	if _, dup := registry[info.ID]; dup {
+		panic(fmt.Sprintf("gateways: adapter %q registered twice", info.ID))
+	}
+	registry[info.ID] = info
+}
+
+// Lookup finds a registered adapter.
+func Lookup(id string) (Info, bool) {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	info, ok := registry[id]
+	return info, ok
+}
+
+// IDs lists registered adapter IDs, sorted.
+func IDs() []string {
+	registryMu.RLock()
+	defer registryMu.RUnlock()
+	ids := make([]string, 0, len(registry))
+	for id := range registry {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
+}
+
+// Sentinel errors. Match them with errors.Is.
+var (
+	// ErrNotConnected: the adapter lost its network; the runner retries.
+	ErrNotConnected = errors.New("not connected")
+	// ErrUnsupported: the network cannot carry this; reported, not retried.
+	ErrUnsupported = errors.New("unsupported")
+	// ErrPermanent: retrying cannot help; reported to the sender at once.
+	ErrPermanent = errors.New("permanent failure")
+)
+
+// Condition is an RFC 6120 stanza error condition, the vocabulary the
+// component uses to tell the XMPP sender what went wrong.
+type Condition string
+
+// Conditions adapters use.
+const (
+	BadRequest            Condition = "bad-request"
+	FeatureNotImplemented Condition = "feature-not-implemented"
+	Forbidden             Condition = "forbidden"
+	ItemNotFound          Condition = "item-not-found"
+	JIDMalformed          Condition = "jid-malformed"
+	NotAcceptable         Condition = "not-acceptable"
+	NotAllowed            Condition = "not-allowed"
+	RecipientUnavailable  Condition = "recipient-unavailable"
+	RegistrationRequired  Condition = "registration-required"
+	RemoteServerTimeout   Condition = "remote-server-timeout"
+	ResourceConstraint    Condition = "resource-constraint"
+	ServiceUnavailable    Condition = "service-unavailable"
+	UndefinedCondition    Condition = "undefined-condition"
+	InternalServerError   Condition = "internal-server-error"
+)
+
+// Error is an adapter failure with what the XMPP sender should be told.
+type Error struct {
+	Condition Condition
+	Text      string // human text for the sender
+	Code      string // provider's code, when there is one
+	Permanent bool
+	Err       error // underlying cause, for logs
+}
+
+func (e *Error) Error() string {
+	s := string(e.Condition)
+	if e.Text != "" {
+		s += ": " + e.Text
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Is makes a permanent *Error match ErrPermanent.
+func (e *Error) Is(target error) bool { return target == ErrPermanent && e.Permanent }
+
+// Reject returns a permanent error with a condition and a human text.
+func Reject(cond Condition, format string, args ...any) error {
+	return &Error{Condition: cond, Text: fmt.Sprintf(format, args...), Permanent: true}
+}

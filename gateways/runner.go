@@ -1,0 +1,389 @@
+package gateways
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/metrics"
+)
+
+// RunnerOptions configures a Runner.
+type RunnerOptions struct {
+	Name    string // gateway name
+	Bus     *bus.Bus
+	Adapter Adapter
+	Info    Info
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+
+	// Workers is how many messages are handed to the adapter at once. Messages
+	// of one conversation (sender, contact) always go to the same worker, so
+	// they reach the network in order. Default 8.
+	Workers int
+	// MaxAttempts bounds tries for transient failures before the sender is
+	// told. Default 8.
+	MaxAttempts int
+	// SendTimeout bounds one Send call. Default 30 s.
+	SendTimeout time.Duration
+	// RetryBase and RetryMax shape the exponential backoff between attempts.
+	// Defaults 1 s and 1 min.
+	RetryBase, RetryMax time.Duration
+}
+
+// Runner joins one adapter to the bus: it consumes the gateway's outbound
+// stream, calls Send, and publishes what the adapter delivers and reports.
+type Runner struct {
+	o   RunnerOptions
+	log *slog.Logger
+}
+
+// NewRunner checks options and fills defaults. It starts nothing.
+func NewRunner(o RunnerOptions) (*Runner, error) {
+	if o.Name == "" || o.Bus == nil || o.Adapter == nil {
+		return nil, errors.New("gateways: runner needs a name, a bus and an adapter")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Workers <= 0 {
+		o.Workers = 8
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 8
+	}
+	if o.SendTimeout <= 0 {
+		o.SendTimeout = 30 * time.Second
+	}
+	if o.RetryBase <= 0 {
+		o.RetryBase = time.Second
+	}
+	if o.RetryMax <= 0 {
+		o.RetryMax = time.Minute
+	}
+	return &Runner{o: o, log: o.Logger}, nil
+}
+
+// Run starts the adapter (retrying with backoff until ctx ends), then
+// consumes until ctx is cancelled. On return, in-flight sends have finished
+// and the adapter is stopped.
+func (r *Runner) Run(ctx context.Context) error {
+	host := &host{r: r}
+	if err := r.startAdapter(ctx, host); err != nil {
+		return err
+	}
+	defer func() {
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := r.o.Adapter.Stop(stopCtx); err != nil {
+			r.log.Warn("adapter stop", "err", err)
+		}
+	}()
+
+	cons, err := r.o.Bus.Consumer(ctx, bus.ConsumerConfig{
+		Stream:  bus.StreamOut,
+		Name:    bus.AdapterConsumer(r.o.Name),
+		Subject: bus.OutSubject(r.o.Name),
+		// Longer than a send with its timeout, so a slow provider does not
+		// cause a redelivery while the first attempt is still running.
+		AckWait:       r.o.SendTimeout + 15*time.Second,
+		MaxAckPending: r.o.Workers * 64,
+	})
+	if err != nil {
+		return err
+	}
+
+	queues := make([]chan job, r.o.Workers)
+	var wg sync.WaitGroup
+	for i := range queues {
+		queues[i] = make(chan job, 64)
+		wg.Add(1)
+		go func(q <-chan job) {
+			defer wg.Done()
+			for j := range q {
+				r.handle(ctx, j)
+			}
+		}(queues[i])
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		j := job{msg: msg}
+		j.env, j.err = bus.Decode(msg.Data())
+		select {
+		case queues[r.queueFor(j.env)] <- j:
+		case <-ctx.Done():
+			// Not acked: JetStream redelivers it to whoever runs next.
+		}
+	}, jetstream.PullMaxMessages(r.o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
+			r.log.Debug("consume", "err", err)
+		}
+	}))
+	if err != nil {
+		for _, q := range queues {
+			close(q)
+		}
+		wg.Wait()
+		return fmt.Errorf("gateways: consume %s: %w", r.o.Name, err)
+	}
+	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
+	<-ctx.Done()
+	// Stop taking new work, let the workers finish what they hold.
+	cc.Drain()
+	<-cc.Closed()
+	for _, q := range queues {
+		close(q)
+	}
+	wg.Wait()
+	return nil
+}
+
+func (r *Runner) startAdapter(ctx context.Context, h Host) error {
+	delay := r.o.RetryBase
+	var last string
+	for {
+		err := r.o.Adapter.Start(ctx, h)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if msg := err.Error(); msg != last {
+			r.log.Error("adapter start failed; retrying", "err", err)
+			last = msg
+		}
+		stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		_ = r.o.Adapter.Stop(stopCtx)
+		cancel()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(jitter(delay)):
+		}
+		delay = min(delay*2, r.o.RetryMax)
+	}
+}
+
+type job struct {
+	msg jetstream.Msg
+	env *bus.Envelope
+	err error // from decoding
+}
+
+// queueFor picks the worker for a message's conversation. An envelope that
+// did not decode goes to worker 0, which drops it with a log line.
+func (r *Runner) queueFor(e *bus.Envelope) int {
+	if e == nil {
+		return 0
+	}
+	h := fnv.New32a()
+	h.Write([]byte(bareJID(e.User)))
+	h.Write([]byte{0})
+	h.Write([]byte(e.Contact))
+	return int(h.Sum32() % uint32(r.o.Workers))
+}
+
+// handle sends one outbound envelope and settles it: ack on success or after
+// the sender was told of a failure; delayed nak for a retry.
+func (r *Runner) handle(ctx context.Context, j job) {
+	msg, e, err := j.msg, j.env, j.err
+	if err != nil {
+		// Nobody can be told (the envelope does not say who sent it); keeping
+		// it would block nothing but would be redelivered forever.
+		r.log.Error("dropping undecodable envelope from the bus", "subject", msg.Subject(), "err", err)
+		_ = msg.Term()
+		return
+	}
+	if e.Kind != bus.KindMessage {
+		r.log.Warn("unexpected envelope kind on outbound subject", "kind", e.Kind, "id", e.ID)
+		_ = msg.Term()
+		return
+	}
+	attempt := 1
+	if md, err := msg.Metadata(); err == nil {
+		attempt = int(md.NumDelivered)
+	}
+	out := Outbound{
+		ID:      e.Message.ID,
+		From:    e.User,
+		To:      e.Contact,
+		Body:    e.Message.Body,
+		Thread:  e.Message.Thread,
+		Receipt: e.Message.Receipt,
+		Attempt: attempt,
+	}
+	for _, m := range e.Message.Media {
+		out.Media = append(out.Media, Media{URL: m.URL, Type: m.Type, Size: m.Size})
+	}
+	if len(out.Media) > 0 && !r.o.Info.Capabilities.Media {
+		// The body of an XEP-0066 message carries the URL too; a network
+		// without media gets the text only.
+		out.Media = nil
+		if strings.TrimSpace(out.Body) == "" {
+			r.fail(ctx, msg, e, Reject(FeatureNotImplemented, "this network cannot carry attachments"))
+			return
+		}
+	}
+
+	sendCtx, cancel := context.WithTimeout(ctx, r.o.SendTimeout)
+	err = r.o.Adapter.Send(sendCtx, out)
+	cancel()
+	switch {
+	case err == nil:
+		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Sent)
+		if err := msg.Ack(); err != nil {
+			r.log.Warn("ack after send", "id", e.ID, "err", err)
+		}
+	case ctx.Err() != nil:
+		// Shutting down: leave it for redelivery rather than report a failure
+		// that did not happen.
+		_ = msg.Nak()
+	case errors.Is(err, ErrPermanent) || errors.Is(err, ErrUnsupported):
+		r.fail(ctx, msg, e, err)
+	case attempt >= r.o.MaxAttempts:
+		r.fail(ctx, msg, e, &Error{
+			Condition: RemoteServerTimeout,
+			Text:      fmt.Sprintf("the network did not accept the message after %d attempts", attempt),
+			Err:       err,
+		})
+	default:
+		delay := backoff(r.o.RetryBase, r.o.RetryMax, attempt)
+		r.log.Warn("send failed; will retry", "id", out.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
+		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Retried)
+		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// fail tells the sender and then acks. If the error cannot be stored the
+// message is left for redelivery: the sender must hear about it either way.
+func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, err error) {
+	var ge *Error
+	if !errors.As(err, &ge) {
+		ge = &Error{Condition: UndefinedCondition, Text: err.Error()}
+		if errors.Is(err, ErrUnsupported) {
+			ge.Condition = FeatureNotImplemented
+		}
+	}
+	text := ge.Text
+	if text == "" && ge.Err != nil {
+		text = ge.Err.Error()
+	}
+	env := &bus.Envelope{
+		Kind:    bus.KindError,
+		ID:      nuid.Next(),
+		Gateway: r.o.Name,
+		Time:    time.Now().UTC(),
+		User:    e.User,
+		Contact: e.Contact,
+		Error: &bus.Error{
+			Ref:       e.Message.ID,
+			Condition: string(ge.Condition),
+			Type:      errorType(ge.Condition),
+			Text:      text,
+			Code:      ge.Code,
+		},
+	}
+	if _, perr := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "err:"+e.ID); perr != nil {
+		r.log.Error("could not store error for sender; will retry", "id", e.ID, "err", perr)
+		_ = msg.NakWithDelay(r.o.RetryBase)
+		return
+	}
+	r.log.Info("message refused", "id", e.Message.ID, "condition", ge.Condition, "err", err)
+	r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Failed)
+	_ = msg.Ack()
+}
+
+// errorType is RFC 6120's suggested type for each condition.
+func errorType(c Condition) string {
+	switch c {
+	case BadRequest, JIDMalformed, NotAcceptable:
+		return "modify"
+	case Forbidden, RegistrationRequired:
+		return "auth"
+	case RecipientUnavailable, ResourceConstraint, RemoteServerTimeout:
+		return "wait"
+	default:
+		return "cancel"
+	}
+}
+
+type host struct{ r *Runner }
+
+func (h *host) Deliver(ctx context.Context, m Inbound) error {
+	r := h.r
+	env := &bus.Envelope{
+		Kind:    bus.KindMessage,
+		ID:      nuid.Next(),
+		Gateway: r.o.Name,
+		Time:    time.Now().UTC(),
+		User:    m.To,
+		Contact: m.From,
+		Message: &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread},
+	}
+	for _, md := range m.Media {
+		env.Message.Media = append(env.Message.Media, bus.Media{URL: md.URL, Type: md.Type, Size: md.Size})
+	}
+	msgID := ""
+	if m.ProviderID != "" {
+		msgID = "in:" + m.ProviderID
+	}
+	dup, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, msgID)
+	if err != nil {
+		return err
+	}
+	if dup {
+		r.o.Metrics.Message(r.o.Name, metrics.In, metrics.Duplicate)
+	} else {
+		r.o.Metrics.Message(r.o.Name, metrics.In, metrics.Queued)
+	}
+	return nil
+}
+
+func (h *host) Report(ctx context.Context, s Status) error {
+	r := h.r
+	env := &bus.Envelope{
+		Kind:    bus.KindStatus,
+		ID:      nuid.Next(),
+		Gateway: r.o.Name,
+		Time:    time.Now().UTC(),
+		User:    s.User,
+		Contact: s.Contact,
+		Status:  &bus.Status{Ref: s.Ref, State: s.State, Code: s.Code, Reason: s.Reason},
+	}
+	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "st:"+s.Ref+":"+s.State)
+	return err
+}
+
+// backoff is exponential from base, capped, with full jitter in the top half
+// so that many retries scheduled together spread out.
+func backoff(base, limit time.Duration, attempt int) time.Duration {
+	d := base
+	for i := 1; i < attempt && d < limit; i++ {
+		d *= 2
+	}
+	return jitter(min(d, limit))
+}
+
+func jitter(d time.Duration) time.Duration {
+	if d <= 1 {
+		return d
+	}
+	return d/2 + rand.N(d/2)
+}
+
+func bareJID(j string) string {
+	if i := strings.IndexByte(j, '/'); i >= 0 {
+		return j[:i]
+	}
+	return j
+}
