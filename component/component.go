@@ -245,11 +245,14 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 		case <-time.After(3 * time.Second):
 			cc.Stop()
 		}
-		_ = sess.SetCloseDeadline(time.Now().Add(2 * time.Second))
+		// Session.SetCloseDeadline races with Serve in mellium v0.22, so
+		// bound the wait for the server's </stream:stream> ourselves.
 		_ = sess.Close()
 		select {
 		case <-served:
 		case <-time.After(2 * time.Second):
+			_ = conn.Close()
+			<-served
 		}
 		c.log.Info("component stream closed", "domain", c.o.Domain)
 		return true, nil

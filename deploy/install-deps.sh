@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Usage: deploy/install-deps.sh [prosody] [ejabberd]
+#
+# Installs the XMPP servers the end-to-end tests and the demo run, if their
+# binaries are missing (Debian/Ubuntu, apt-get). Non-interactive: works in CI
+# with no stdin. Installed services are not left running: the tests and the
+# demo start their own instances on their own ports.
+set -euo pipefail
+
+usage() { echo "usage: $0 [prosody] [ejabberd]" >&2; exit 2; }
+[ $# -gt 0 ] || usage
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+	if command -v sudo >/dev/null 2>&1; then
+		SUDO=(sudo -n) # -n: fail instead of prompting (no stdin in CI)
+	else
+		echo "install-deps: not root and sudo is not available; install as root: apt-get install -y $*" >&2
+		exit 1
+	fi
+fi
+
+updated=
+apt_install() { # package
+	if ! command -v apt-get >/dev/null 2>&1; then
+		echo "install-deps: $1 is missing and apt-get is not available; install $1 with your package manager" >&2
+		exit 1
+	fi
+	if [ -z "$updated" ]; then
+		"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q </dev/null
+		updated=1
+	fi
+	echo "install-deps: installing $1"
+	"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$1" </dev/null
+}
+
+# On a host with systemd the package starts its service, which takes the
+# standard ports (5222...). Stop and disable only what we just installed.
+stop_service() { # service
+	command -v systemctl >/dev/null 2>&1 || return 0
+	[ -d /run/systemd/system ] || return 0 # systemctl present, systemd not running
+	if systemctl is-active --quiet "$1" 2>/dev/null; then
+		echo "install-deps: stopping the $1 system service (tests run their own)"
+		"${SUDO[@]}" systemctl stop "$1" </dev/null || true
+	fi
+	"${SUDO[@]}" systemctl disable --quiet "$1" </dev/null 2>/dev/null || true
+}
+
+for server in "$@"; do
+	case $server in
+	prosody) bin=prosody ;;
+	ejabberd) bin=ejabberdctl ;;
+	*) usage ;;
+	esac
+	# ejabberdctl lives in /usr/sbin, which a non-root PATH may lack.
+	if command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || [ -x "/usr/bin/$bin" ]; then
+		echo "install-deps: $server is installed"
+		continue
+	fi
+	apt_install "$server"
+	stop_service "$server"
+done

@@ -1,0 +1,65 @@
+package e2e_test
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
+)
+
+// BenchmarkRoundTripProsody measures, through a real Prosody and the real
+// xmppgw process (built without -race when benchmarks run):
+//
+//   - rtt-p50-ms / rtt-p99-ms: one message out to the sandbox and its echo
+//     back to the client, sequentially (no pipelining);
+//   - start-to-ready-ms: exec of `xmppgw run` until /readyz answers 200;
+//   - idle-rss-MB: resident memory of the idle process after start.
+func BenchmarkRoundTripProsody(b *testing.B) {
+	srv := xmpptest.StartProsody(b, xmpptest.Options{Components: map[string]string{domain: "secret"}})
+	start := time.Now()
+	g := startGateway(b, sandboxConfig(srv.ComponentAddr(), domain, "secret"))
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
+	ready := time.Since(start)
+	rss := rssMB(b, g.cmd.Process.Pid)
+	alice := xmpptest.Login(b, srv, "alice", "password")
+
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		body := fmt.Sprintf("bench %d", i)
+		t0 := time.Now()
+		alice.SendChat(b, contact, body)
+		alice.WaitStanza(b, wait, func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.Body == "echo: "+body })
+		lat = append(lat, time.Since(t0))
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "rtt-p50-ms")
+	b.ReportMetric(pct(0.99), "rtt-p99-ms")
+	b.ReportMetric(float64(ready.Milliseconds()), "start-to-ready-ms")
+	b.ReportMetric(rss, "idle-rss-MB")
+}
+
+func rssMB(b *testing.B, pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	b.Fatal("no VmRSS")
+	return 0
+}
