@@ -32,7 +32,9 @@ func (c *Component) deliver(ctx context.Context, sess *xmpp.Session, msg jetstre
 		_ = msg.Term()
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	// Not bound to ctx: during shutdown the consumer is drained, and what it
+	// still hands over should be written, not failed.
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	for _, s := range stanzas {
 		if err := sess.Encode(wctx, s); err != nil {

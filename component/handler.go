@@ -132,7 +132,9 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	if m.ID != "" {
 		msgID = "out:" + r.from.String() + "|" + m.ID
 	}
-	pubCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// Not bound to ctx: a stanza read while the stream closes is still
+	// stored (the bus outlives the component at shutdown).
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	dup, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, msgID)
 	cancel()
 	if err != nil {

@@ -41,6 +41,10 @@ type RunnerOptions struct {
 	RetryBase, RetryMax time.Duration
 }
 
+// ShutdownGrace bounds how long sends already in progress may take once Run's
+// context is cancelled.
+const ShutdownGrace = 4 * time.Second
+
 // Runner joins one adapter to the bus: it consumes the gateway's outbound
 // stream, calls Send, and publishes what the adapter delivers and reports.
 type Runner struct {
@@ -103,6 +107,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 
+	// Sends in progress at shutdown finish (bounded by SendTimeout) rather
+	// than being cut off: they run on a context that outlives ctx.
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
 	queues := make([]chan job, r.o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -111,7 +119,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		go func(q <-chan job) {
 			defer wg.Done()
 			for j := range q {
-				r.handle(ctx, j)
+				if ctx.Err() != nil {
+					// Shutting down: queued but not started. Hand it back
+					// now so the next process need not wait for AckWait.
+					_ = j.msg.Nak()
+					continue
+				}
+				r.handle(workCtx, j)
 			}
 		}(queues[i])
 	}
@@ -121,7 +135,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		select {
 		case queues[r.queueFor(j.env)] <- j:
 		case <-ctx.Done():
-			// Not acked: JetStream redelivers it to whoever runs next.
+			_ = j.msg.Nak() // redelivered to whoever runs next
 		}
 	}, jetstream.PullMaxMessages(r.o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
@@ -137,7 +151,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	<-ctx.Done()
-	// Stop taking new work, let the workers finish what they hold.
+	// Stop taking new work, let the workers finish what they hold, within a
+	// grace period: shutdown must stay quick even with a slow network.
+	grace := time.AfterFunc(ShutdownGrace, cancelWork)
+	defer grace.Stop()
 	cc.Drain()
 	<-cc.Closed()
 	for _, q := range queues {
@@ -245,8 +262,8 @@ func (r *Runner) handle(ctx context.Context, j job) {
 			r.log.Warn("ack after send", "id", e.ID, "err", err)
 		}
 	case ctx.Err() != nil:
-		// Shutting down: leave it for redelivery rather than report a failure
-		// that did not happen.
+		// Cut off at the end of the shutdown grace: leave it for redelivery
+		// rather than report a failure that did not happen.
 		_ = msg.Nak()
 	case errors.Is(err, ErrPermanent) || errors.Is(err, ErrUnsupported):
 		r.fail(ctx, msg, e, err)
