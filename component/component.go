@@ -40,6 +40,11 @@ type Options struct {
 	// Receipts and Media advertise XEP-0184 and XEP-0066 support.
 	Receipts, Media bool
 
+	// Registrar, when set, enables XEP-0077 registration and the ad-hoc
+	// commands; Translator enables XEP-0100 jabber:iq:gateway.
+	Registrar  Registrar
+	Translator AddressTranslator
+
 	// AllowedDomains are the XMPP domains whose users may use the gateway.
 	// Admins may use it whatever their domain.
 	AllowedDomains []string
@@ -63,6 +68,8 @@ type Component struct {
 
 	allowed map[string]bool
 	admins  map[string]bool
+
+	cmds commandSessions // XEP-0050 multi-stage commands in progress
 
 	mu     sync.Mutex
 	up     bool

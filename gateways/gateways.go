@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sort"
 	"sync"
+
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Adapter is one network connection shared by every user of a gateway.
@@ -106,6 +109,42 @@ type Params struct {
 	Config    any    // what NewConfig returned, decoded and validated; nil if none
 	PublicURL string // http.public_url, for webhooks
 	Logger    *slog.Logger
+	// Registrations and Messages are the shared KV buckets (bus
+	// BucketRegistrations, BucketMessages). Nil when only checking the
+	// configuration: New must not use them.
+	Registrations jetstream.KeyValue
+	Messages      jetstream.KeyValue
+}
+
+// Optional capabilities, found by type assertion on an Adapter.
+
+// HTTPProvider is an adapter that receives webhooks. Its handler is mounted
+// at /<adapter ID>/<gateway name>/ on http.listen and sees full paths.
+type HTTPProvider interface {
+	HTTPHandler() http.Handler
+}
+
+// RegistrarProvider is an adapter whose users hold network addresses
+// (numbers); the component serves XEP-0077 and ad-hoc commands with it.
+type RegistrarProvider interface {
+	Registrar() Registrar
+}
+
+// Registrar is what RegistrarProvider returns; users are bare JIDs.
+type Registrar interface {
+	Lookup(ctx context.Context, user string) (string, error)
+	Register(ctx context.Context, user string) (string, error)
+	Unregister(ctx context.Context, user string) (string, error)
+	Assign(ctx context.Context, user, address string) error
+	Unassign(ctx context.Context, address string) (string, error)
+	List(ctx context.Context) (map[string]string, error)
+}
+
+// AddressTranslator is an adapter that understands what people type as an
+// address (XEP-0100 jabber:iq:gateway).
+type AddressTranslator interface {
+	TranslateAddress(input string) (string, error)
+	AddressPrompt() (desc, prompt string)
 }
 
 var (
@@ -164,6 +203,7 @@ type Condition string
 // Conditions adapters use.
 const (
 	BadRequest            Condition = "bad-request"
+	Conflict              Condition = "conflict"
 	FeatureNotImplemented Condition = "feature-not-implemented"
 	Forbidden             Condition = "forbidden"
 	ItemNotFound          Condition = "item-not-found"
@@ -200,6 +240,12 @@ func (e *Error) Error() string {
 }
 
 func (e *Error) Unwrap() error { return e.Err }
+
+// StanzaCondition, StanzaType and StanzaText let the component turn the
+// error into a stanza error without importing this package.
+func (e *Error) StanzaCondition() string { return string(e.Condition) }
+func (e *Error) StanzaType() string      { return errorType(e.Condition) }
+func (e *Error) StanzaText() string      { return e.Text }
 
 // Is makes a permanent *Error match ErrPermanent.
 func (e *Error) Is(target error) bool { return target == ErrPermanent && e.Permanent }

@@ -26,6 +26,8 @@ type gateway struct {
 	name      string
 	component *component.Component
 	runner    *gateways.Runner
+	webhooks  http.Handler // nil unless the adapter receives webhooks
+	prefix    string       // where webhooks are mounted: /<adapter>/<name>/
 }
 
 // runGateway runs everything until ctx is cancelled, then shuts down in
@@ -56,7 +58,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		}
 	}()
 
-	gws, err := buildGateways(cfg, b, m, log)
+	gws, err := buildGateways(ctx, cfg, b, m, log)
 	if err != nil {
 		return err
 	}
@@ -116,7 +118,15 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	return err
 }
 
-func buildGateways(cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog.Logger) ([]*gateway, error) {
+func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog.Logger) ([]*gateway, error) {
+	registrations, err := b.JetStream().KeyValue(ctx, bus.BucketRegistrations)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
+	messages, err := b.JetStream().KeyValue(ctx, bus.BucketMessages)
+	if err != nil {
+		return nil, fmt.Errorf("bus: %w", err)
+	}
 	names := make([]string, 0, len(cfg.Gateways))
 	for name := range cfg.Gateways {
 		names = append(names, name)
@@ -130,13 +140,31 @@ func buildGateways(cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog
 			return nil, fmt.Errorf("gateways.%s.adapter: unknown adapter %q", name, g.Adapter)
 		}
 		glog := log.With("gateway", name)
-		adapter, err := info.New(gateways.Params{Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog})
+		adapter, err := info.New(gateways.Params{
+			Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
+			Registrations: registrations, Messages: messages,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
 		}
 		runner, err := gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m})
 		if err != nil {
 			return nil, err
+		}
+		var registrar component.Registrar
+		if rp, ok := adapter.(gateways.RegistrarProvider); ok {
+			registrar = rp.Registrar()
+		}
+		var translator component.AddressTranslator
+		if at, ok := adapter.(gateways.AddressTranslator); ok {
+			translator = at
+		}
+		var webhooks http.Handler
+		if hp, ok := adapter.(gateways.HTTPProvider); ok {
+			if cfg.HTTP.Listen == "" {
+				return nil, fmt.Errorf("gateways.%s: the %s adapter receives webhooks: set http.listen and http.public_url", name, info.ID)
+			}
+			webhooks = hp.HTTPHandler()
 		}
 		comp, err := component.New(component.Options{
 			Name:           name,
@@ -149,6 +177,8 @@ func buildGateways(cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog
 			ContactType:    info.ContactType,
 			Receipts:       info.Capabilities.Receipts,
 			Media:          info.Capabilities.Media,
+			Registrar:      registrar,
+			Translator:     translator,
 			AllowedDomains: g.AllowedDomains,
 			Admins:         g.Admins,
 			Logger:         glog,
@@ -157,7 +187,7 @@ func buildGateways(cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog
 		if err != nil {
 			return nil, err
 		}
-		gws = append(gws, &gateway{name: name, component: comp, runner: runner})
+		gws = append(gws, &gateway{name: name, component: comp, runner: runner, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"})
 	}
 	return gws, nil
 }
@@ -186,6 +216,11 @@ func httpHandler(b *bus.Bus, gws []*gateway, m *metrics.Metrics) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
+	for _, g := range gws {
+		if g.webhooks != nil {
+			mux.Handle(g.prefix, g.webhooks)
+		}
+	}
 	return mux
 }
 

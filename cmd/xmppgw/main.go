@@ -24,6 +24,7 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 	// The standard set of adapters.
 	_ "github.com/xmppgw/xmppgw/gateways/sandbox"
+	_ "github.com/xmppgw/xmppgw/gateways/twilio"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -1,0 +1,100 @@
+package twilio
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"regexp"
+	"strings"
+
+	"github.com/nyaruka/phonenumbers"
+)
+
+// Config is the gateways.<name>.twilio block.
+type Config struct {
+	AccountSID          string `koanf:"account_sid"`
+	AuthToken           string `koanf:"auth_token" secret:"true"`
+	AuthTokenFile       string `koanf:"auth_token_file"`
+	MessagingServiceSID string `koanf:"messaging_service_sid"`
+	// APIURL is Twilio's API; anything else (a test server, a compatible
+	// provider) is reached by rewriting scheme and host of every request.
+	APIURL string `koanf:"api_url"`
+	// DefaultRegion (ISO 3166, e.g. US) interprets numbers typed without a
+	// country code.
+	DefaultRegion string `koanf:"default_region"`
+	// Numbers are static assignments: E.164 number → bare JID.
+	Numbers map[string]string `koanf:"numbers"`
+	// Pool holds the numbers that registration hands out.
+	Pool []string `koanf:"pool"`
+	// MPS is sends per second per sending number; more are queued.
+	MPS float64 `koanf:"mps"`
+	// MaxSegments refuses longer messages (billing protection).
+	MaxSegments int `koanf:"max_segments"`
+}
+
+// DefaultAPIURL is Twilio's REST API.
+const DefaultAPIURL = "https://api.twilio.com"
+
+func newConfig() any {
+	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10}
+}
+
+var (
+	accountSID = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
+	serviceSID = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
+	e164       = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+	bareJID    = regexp.MustCompile(`^[^@/\s]+@[^@/\s]+$`)
+)
+
+// Validate reports every problem, each "key: what is wrong" (the loader
+// prefixes the key path).
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.AccountSID == "" {
+		bad("account_sid", "required (AC followed by 32 hex digits, from the Twilio console)")
+	} else if !accountSID.MatchString(c.AccountSID) {
+		bad("account_sid", "%q is not an account SID (AC followed by 32 hex digits)", c.AccountSID)
+	}
+	if c.AuthToken == "" {
+		bad("auth_token", "required (set auth_token, auth_token_file or the XMPPGW_… variable)")
+	}
+	if c.MessagingServiceSID != "" && !serviceSID.MatchString(c.MessagingServiceSID) {
+		bad("messaging_service_sid", "%q is not a messaging service SID (MG followed by 32 hex digits)", c.MessagingServiceSID)
+	}
+	if u, err := url.Parse(c.APIURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("api_url", "%q is not an absolute http(s) URL", c.APIURL)
+	}
+	if c.DefaultRegion != "" {
+		if _, ok := phonenumbers.GetSupportedRegions()[strings.ToUpper(c.DefaultRegion)]; !ok {
+			bad("default_region", "%q is not a region code (ISO 3166-1 alpha-2, e.g. US, GB)", c.DefaultRegion)
+		}
+	}
+	seen := map[string]string{}
+	for n, u := range c.Numbers {
+		if !e164.MatchString(n) {
+			bad("numbers", "%q is not a number in E.164 form (e.g. \"+15551234567\")", n)
+		}
+		if !bareJID.MatchString(u) {
+			bad("numbers", "%s: %q is not a bare JID (user@domain)", n, u)
+		}
+		if other, dup := seen[strings.ToLower(u)]; dup {
+			bad("numbers", "%s has both %s and %s; one number per user", u, other, n)
+		}
+		seen[strings.ToLower(u)] = n
+	}
+	for _, n := range c.Pool {
+		if !e164.MatchString(n) {
+			bad("pool", "%q is not a number in E.164 form", n)
+		}
+	}
+	if c.MPS <= 0 {
+		bad("mps", "must be more than 0 (sends per second per number), not %v", c.MPS)
+	}
+	if c.MaxSegments < 1 {
+		bad("max_segments", "must be at least 1, not %d", c.MaxSegments)
+	}
+	return errors.Join(errs...)
+}

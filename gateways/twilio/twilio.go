@@ -1,0 +1,412 @@
+// Package twilio is the SMS/MMS adapter: outbound messages through Twilio's
+// REST API (twilio-go), inbound messages and delivery reports through signed
+// webhooks, numbers assigned to users in the shared KV store.
+package twilio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nyaruka/phonenumbers"
+	"github.com/twilio/twilio-go/client"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+	"golang.org/x/time/rate"
+
+	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/numbers"
+)
+
+// ID is the adapter's name in configuration.
+const ID = "twilio"
+
+func init() {
+	gateways.Register(gateways.Info{
+		ID:           ID,
+		Type:         "sms",
+		ContactType:  "sms",
+		Name:         "SMS (Twilio)",
+		Capabilities: gateways.Capabilities{Media: true, Receipts: true},
+		NewConfig:    newConfig,
+		New:          New,
+	})
+}
+
+// requestTimeout bounds one API call: twilio-go takes no context.
+const requestTimeout = 20 * time.Second
+
+// Adapter is one Twilio account serving one gateway.
+type Adapter struct {
+	name      string
+	domain    string
+	cfg       *Config
+	log       *slog.Logger
+	publicURL string // http.public_url without trailing slash
+	base      string // path prefix of this gateway's routes: /twilio/<name>
+
+	api       *openapi.ApiService
+	http      *http.Client // to Twilio (API and media), rewritten to api_url
+	validator client.RequestValidator
+	reg       *numbers.Registrar
+	msgs      jetstream.KeyValue
+
+	mu       sync.RWMutex
+	host     gateways.Host
+	limiters map[string]*rate.Limiter // per sending number
+}
+
+var (
+	_ gateways.Adapter           = (*Adapter)(nil)
+	_ gateways.HTTPProvider      = (*Adapter)(nil)
+	_ gateways.RegistrarProvider = (*Adapter)(nil)
+	_ gateways.AddressTranslator = (*Adapter)(nil)
+)
+
+// New constructs the adapter. It connects to nothing.
+func New(p gateways.Params) (gateways.Adapter, error) {
+	cfg, ok := p.Config.(*Config)
+	if !ok || cfg == nil {
+		return nil, errors.New("missing twilio configuration block (account_sid, auth_token…)")
+	}
+	if p.PublicURL == "" {
+		return nil, errors.New("Twilio must reach the gateway's webhooks: set http.listen and http.public_url")
+	}
+	api, err := url.Parse(cfg.APIURL)
+	if err != nil {
+		return nil, fmt.Errorf("api_url: %w", err)
+	}
+	transport := http.DefaultTransport.(*http.Transport).Clone()
+	transport.MaxIdleConnsPerHost = 32 // keep TLS connections to the API warm
+	var rt http.RoundTripper = transport
+	if cfg.APIURL != DefaultAPIURL {
+		rt = &rewrite{to: api, next: transport}
+	}
+	hc := &http.Client{
+		Transport: rt,
+		Timeout:   requestTimeout,
+		// Twilio answers API calls directly; a redirect would carry our
+		// credentials elsewhere.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	c := &client.Client{Credentials: client.NewCredentials(cfg.AccountSID, cfg.AuthToken), HTTPClient: hc}
+	c.SetAccountSid(cfg.AccountSID)
+	log := p.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	a := &Adapter{
+		name:      p.Name,
+		domain:    p.Domain,
+		cfg:       cfg,
+		log:       log,
+		publicURL: strings.TrimRight(p.PublicURL, "/"),
+		base:      "/" + ID + "/" + p.Name,
+		api:       openapi.NewApiServiceWithClient(c),
+		http:      hc,
+		validator: client.NewRequestValidator(cfg.AuthToken),
+		msgs:      p.Messages,
+		limiters:  map[string]*rate.Limiter{},
+	}
+	if p.Registrations != nil {
+		a.reg = numbers.New(p.Registrations, p.Name, cfg.Numbers, cfg.Pool)
+	}
+	return a, nil
+}
+
+// Start records the host. Twilio's API is stateless HTTP: there is no
+// connection to open.
+func (a *Adapter) Start(_ context.Context, h gateways.Host) error {
+	if a.reg == nil || a.msgs == nil {
+		return errors.New("twilio: adapter constructed without its KV buckets")
+	}
+	a.mu.Lock()
+	a.host = h
+	a.mu.Unlock()
+	return nil
+}
+
+// Stop forgets the host; webhooks answer 503 afterwards.
+func (a *Adapter) Stop(context.Context) error {
+	a.mu.Lock()
+	a.host = nil
+	a.mu.Unlock()
+	a.http.CloseIdleConnections()
+	return nil
+}
+
+func (a *Adapter) currentHost() gateways.Host {
+	a.mu.RLock()
+	defer a.mu.RUnlock()
+	return a.host
+}
+
+// Registrar exposes the number assignments to the component.
+func (a *Adapter) Registrar() gateways.Registrar { return a.reg }
+
+// sentRecord is what a status callback needs to find the XMPP message again.
+type sentRecord struct {
+	Ref     string `json:"ref"`  // stanza id
+	User    string `json:"user"` // sender full JID
+	Contact string `json:"contact"`
+	Receipt bool   `json:"receipt"`
+}
+
+func (a *Adapter) sidKey(sid string) string { return ID + "." + a.name + ".sid." + sid }
+
+// Send hands one message to Twilio.
+func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
+	if a.currentHost() == nil {
+		return gateways.ErrNotConnected
+	}
+	user := bare(m.From)
+	from, err := a.reg.Lookup(ctx, user)
+	if err != nil {
+		return err // KV trouble: transient
+	}
+	if from == "" {
+		return gateways.Reject(gateways.RegistrationRequired,
+			"you have no phone number on %s yet: register with the gateway (in your client's service discovery) or ask an administrator to assign one", a.domain)
+	}
+	if err := checkRecipient(m.To); err != nil {
+		return err
+	}
+	body := m.Body
+	var media []string
+	for _, md := range m.Media {
+		media = append(media, md.URL)
+		// Conversations sends the URL as the body too; it is not text.
+		if strings.TrimSpace(body) == md.URL {
+			body = ""
+		}
+	}
+	if n, enc := Segments(body); n > a.cfg.MaxSegments {
+		return gateways.Reject(gateways.NotAcceptable,
+			"the message needs %d SMS segments (%s encoding) and this gateway sends at most %d; shorten it", n, enc, a.cfg.MaxSegments)
+	}
+	// mps: queue behind earlier sends from this number rather than drop.
+	if err := a.limiter(from).Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for the send rate of %s: %w", from, err)
+	}
+	params := &openapi.CreateMessageParams{}
+	params.SetTo(m.To)
+	params.SetFrom(from)
+	if a.cfg.MessagingServiceSID != "" {
+		params.SetMessagingServiceSid(a.cfg.MessagingServiceSID)
+	}
+	if body != "" {
+		params.SetBody(body)
+	}
+	if len(media) > 0 {
+		params.SetMediaUrl(media)
+	}
+	params.SetStatusCallback(a.publicURL + a.base + "/status")
+
+	resp, err := a.create(ctx, params)
+	if err != nil {
+		return classify(err)
+	}
+	if resp.Sid != nil && a.msgs != nil {
+		rec, _ := json.Marshal(sentRecord{Ref: m.ID, User: m.From, Contact: m.To, Receipt: m.Receipt})
+		if _, err := a.msgs.Put(ctx, a.sidKey(*resp.Sid), rec); err != nil {
+			// Sent already: a missing record only costs the receipt.
+			a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", *resp.Sid, "err", err)
+		}
+	}
+	return nil
+}
+
+// create runs the blocking twilio-go call, returning early if ctx ends (the
+// call itself is bounded by requestTimeout).
+func (a *Adapter) create(ctx context.Context, p *openapi.CreateMessageParams) (*openapi.ApiV2010Message, error) {
+	type result struct {
+		m   *openapi.ApiV2010Message
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := a.api.CreateMessage(p)
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (a *Adapter) limiter(number string) *rate.Limiter {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	l, ok := a.limiters[number]
+	if !ok {
+		l = rate.NewLimiter(rate.Limit(a.cfg.MPS), 1)
+		a.limiters[number] = l
+	}
+	return l
+}
+
+// checkRecipient refuses what Twilio cannot send to, with a reason a person
+// understands.
+func checkRecipient(to string) error {
+	switch {
+	case e164.MatchString(to):
+		return nil
+	case isAlphanumericID(to):
+		return gateways.Reject(gateways.NotAcceptable,
+			"%q is an alphanumeric sender ID: it can send messages but cannot receive replies", to)
+	case isShortCode(to):
+		return gateways.Reject(gateways.NotAcceptable,
+			"%s is a short code: messages to short codes cannot be sent through this gateway", to)
+	}
+	return gateways.Reject(gateways.JIDMalformed,
+		"%q is not a phone number: use E.164 form, a + and the country code, e.g. +15551234567", to)
+}
+
+func isShortCode(s string) bool {
+	if len(s) < 3 || len(s) > 8 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isAlphanumericID: 1–11 characters, letters and digits (and spaces), at
+// least one letter — the shape carriers allow for sender IDs.
+func isAlphanumericID(s string) bool {
+	if len(s) == 0 || len(s) > 11 {
+		return false
+	}
+	letter := false
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+			letter = true
+		case r >= '0' && r <= '9', r == ' ', r == '-', r == '.', r == '&':
+		default:
+			return false
+		}
+	}
+	return letter
+}
+
+// classify maps a twilio-go error to retry or report. 429 and 5xx are
+// Twilio asking to come back later, as are network errors; other 4xx are the
+// request's fault and retrying cannot help.
+func classify(err error) error {
+	var te *client.TwilioRestError
+	if errors.As(err, &te) {
+		code := strconv.Itoa(te.Code)
+		switch {
+		case te.Status == http.StatusTooManyRequests || te.Code == 20429:
+			return fmt.Errorf("twilio rate limit (%d): %w", te.Code, err)
+		case te.Status >= 500:
+			return fmt.Errorf("twilio server error %d (%d): %w", te.Status, te.Code, err)
+		case te.Code == 21610:
+			return &gateways.Error{Condition: gateways.NotAllowed, Code: code, Permanent: true,
+				Text: "the recipient has opted out (replied STOP) and does not accept messages from this number; they must reply START to receive messages again"}
+		case te.Code == 21211 || te.Code == 21614:
+			return &gateways.Error{Condition: gateways.JIDMalformed, Code: code, Permanent: true, Text: te.Message}
+		case te.Code == 21408 || te.Code == 21612:
+			return &gateways.Error{Condition: gateways.NotAllowed, Code: code, Permanent: true, Text: te.Message}
+		case te.Status == 401 || te.Status == 403 || te.Code == 20003:
+			return &gateways.Error{Condition: gateways.ServiceUnavailable, Code: code, Permanent: true,
+				Text: "the gateway's Twilio credentials were refused; tell the administrator"}
+		}
+		return &gateways.Error{Condition: gateways.NotAcceptable, Code: code, Permanent: true, Text: te.Message}
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var ne net.Error
+	var ue *url.Error
+	if errors.As(err, &ne) || errors.As(err, &ue) {
+		return fmt.Errorf("reaching twilio: %w", err)
+	}
+	// An undecodable error body from a misbehaving proxy and the like:
+	// treat as transient; the attempt budget bounds it.
+	return fmt.Errorf("twilio: %w", err)
+}
+
+// deliveryErrors explains Twilio's delivery failure codes to a person.
+var deliveryErrors = map[string]string{
+	"30001": "the message queue overflowed",
+	"30002": "the gateway's Twilio account is suspended",
+	"30003": "the destination phone is unreachable (switched off or out of coverage)",
+	"30004": "the message was blocked (the recipient may have blocked this number)",
+	"30005": "the destination number is unknown or no longer exists",
+	"30006": "the destination is a landline or a carrier that does not take SMS",
+	"30007": "the carrier filtered the message as spam or against its rules",
+	"30008": "the carrier reported an unknown error",
+	"30009": "part of the message went missing",
+	"30010": "the message price exceeded the maximum price",
+}
+
+// TranslateAddress turns what a person typed into an E.164 number
+// (XEP-0100 jabber:iq:gateway).
+func (a *Adapter) TranslateAddress(input string) (string, error) {
+	in := strings.TrimSpace(input)
+	if in == "" {
+		return "", gateways.Reject(gateways.JIDMalformed, "type a phone number, e.g. +15551234567")
+	}
+	region := strings.ToUpper(a.cfg.DefaultRegion)
+	if region == "" && !strings.HasPrefix(in, "+") {
+		return "", gateways.Reject(gateways.JIDMalformed,
+			"%q has no country code and this gateway has no default region: type it with + and the country code", in)
+	}
+	num, err := phonenumbers.Parse(in, region)
+	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+		return "", gateways.Reject(gateways.JIDMalformed,
+			"%q is not a phone number this gateway understands; type it with + and the country code, e.g. +44 20 7946 0958", in)
+	}
+	return phonenumbers.Format(num, phonenumbers.E164), nil
+}
+
+// AddressPrompt is shown by clients offering to add a contact.
+func (a *Adapter) AddressPrompt() (string, string) {
+	desc := "Enter the phone number of the contact, with its country code (e.g. +44 20 7946 0958)"
+	if a.cfg.DefaultRegion != "" {
+		desc += "; numbers without one are read as " + strings.ToUpper(a.cfg.DefaultRegion) + " numbers"
+	}
+	return desc + ".", "Phone number"
+}
+
+// rewrite sends every request to another scheme and host (and path prefix):
+// twilio-go has no base-URL setting.
+type rewrite struct {
+	to   *url.URL
+	next http.RoundTripper
+}
+
+func (r *rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	out := req.Clone(req.Context())
+	out.URL.Scheme = r.to.Scheme
+	out.URL.Host = r.to.Host
+	out.URL.Path = strings.TrimRight(r.to.Path, "/") + req.URL.Path
+	if req.URL.RawPath != "" {
+		out.URL.RawPath = strings.TrimRight(r.to.Path, "/") + req.URL.RawPath
+	}
+	out.Host = r.to.Host
+	return r.next.RoundTrip(out)
+}
+
+func bare(jid string) string {
+	if i := strings.IndexByte(jid, '/'); i >= 0 {
+		return jid[:i]
+	}
+	return jid
+}

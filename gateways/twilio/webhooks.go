@@ -1,0 +1,266 @@
+package twilio
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/gateways"
+)
+
+const (
+	// maxWebhookBody: Twilio's webhooks are a few KB; anything near this is
+	// not Twilio.
+	maxWebhookBody = 64 << 10
+	// mediaTTL is how long a media link handed to a user keeps working.
+	mediaTTL = 7 * 24 * time.Hour
+	// emptyTwiML tells Twilio we took the message and have no reply.
+	emptyTwiML = `<?xml version="1.0" encoding="UTF-8"?><Response/>`
+)
+
+// HTTPHandler serves Twilio's webhooks and the media links given to users:
+//
+//	POST <base>/sms          inbound SMS/MMS (signed)
+//	POST <base>/status       delivery reports (signed)
+//	GET  <base>/media/{token} media of an inbound MMS (unguessable, expiring)
+func (a *Adapter) HTTPHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+a.base+"/sms", a.signed(a.inbound))
+	mux.HandleFunc("POST "+a.base+"/status", a.signed(a.status))
+	mux.HandleFunc("GET "+a.base+"/media/{token}", a.media)
+	return mux
+}
+
+// signed checks X-Twilio-Signature against the public URL Twilio called, and
+// the account, before the handler sees the request.
+func (a *Adapter) signed(next func(http.ResponseWriter, *http.Request)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxWebhookBody)
+		if err := r.ParseForm(); err != nil {
+			var tooBig *http.MaxBytesError
+			if errors.As(err, &tooBig) {
+				http.Error(w, fmt.Sprintf("request body over %d bytes", maxWebhookBody), http.StatusRequestEntityTooLarge)
+				return
+			}
+			http.Error(w, "malformed form body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		params := make(map[string]string, len(r.PostForm))
+		for k, v := range r.PostForm {
+			if len(v) > 0 {
+				params[k] = v[0]
+			}
+		}
+		url := a.publicURL + r.URL.RequestURI()
+		sig := r.Header.Get("X-Twilio-Signature")
+		if sig == "" || !a.validator.Validate(url, params, sig) {
+			a.log.Warn("webhook with a bad or missing signature refused", "path", r.URL.Path, "remote", r.RemoteAddr)
+			http.Error(w, "invalid X-Twilio-Signature for "+url+" (is http.public_url the address Twilio calls?)", http.StatusForbidden)
+			return
+		}
+		if sid := r.PostForm.Get("AccountSid"); sid != a.cfg.AccountSID {
+			http.Error(w, "webhook for another account", http.StatusForbidden)
+			return
+		}
+		if a.currentHost() == nil {
+			http.Error(w, "gateway starting or stopping", http.StatusServiceUnavailable)
+			return
+		}
+		next(w, r)
+	}
+}
+
+// inbound stores an incoming message on the bus, then answers 200: once
+// Twilio has its 200 it will not send the message again.
+func (a *Adapter) inbound(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	sid := f.Get("MessageSid")
+	from, to := f.Get("From"), f.Get("To")
+	if sid == "" || from == "" || to == "" {
+		http.Error(w, "MessageSid, From and To are required", http.StatusBadRequest)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	user, err := a.reg.UserFor(ctx, to)
+	if err != nil {
+		a.log.Error("inbound: number lookup failed", "sid", sid, "err", err)
+		http.Error(w, "temporarily unable to store the message", http.StatusServiceUnavailable)
+		return
+	}
+	if user == "" {
+		// Nobody can read it. Twilio does not retry, so this log line is
+		// the only trace: make it findable.
+		a.log.Warn("inbound message to a number assigned to nobody; not delivered", "sid", sid, "to", to)
+		writeTwiML(w)
+		return
+	}
+	in := gateways.Inbound{ProviderID: sid, From: from, To: user, Body: f.Get("Body")}
+	n, _ := strconv.Atoi(f.Get("NumMedia"))
+	for i := 0; i < n && i < 10; i++ {
+		mediaURL := f.Get(fmt.Sprintf("MediaUrl%d", i))
+		if mediaURL == "" {
+			continue
+		}
+		ctype := f.Get(fmt.Sprintf("MediaContentType%d", i))
+		link, err := a.mediaLink(ctx, mediaURL, ctype)
+		if err != nil {
+			a.log.Error("inbound: could not store media link", "sid", sid, "err", err)
+			http.Error(w, "temporarily unable to store the message", http.StatusServiceUnavailable)
+			return
+		}
+		in.Media = append(in.Media, gateways.Media{URL: link, Type: ctype})
+	}
+	if err := a.currentHost().Deliver(ctx, in); err != nil {
+		a.log.Error("inbound: could not store the message on the bus", "sid", sid, "err", err)
+		status := http.StatusServiceUnavailable
+		if bus.IsStorageFull(err) {
+			status = http.StatusInsufficientStorage
+		}
+		http.Error(w, "temporarily unable to store the message", status)
+		return
+	}
+	writeTwiML(w)
+}
+
+// status turns delivery reports into receipts and failures.
+func (a *Adapter) status(w http.ResponseWriter, r *http.Request) {
+	f := r.PostForm
+	sid, state := f.Get("MessageSid"), f.Get("MessageStatus")
+	if sid == "" || state == "" {
+		http.Error(w, "MessageSid and MessageStatus are required", http.StatusBadRequest)
+		return
+	}
+	var st string
+	switch state {
+	case "delivered":
+		st = bus.StateDelivered
+	case "failed", "undelivered":
+		st = bus.StateFailed
+	default: // queued, sending, sent, accepted, scheduled, read…: nothing to tell
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	e, err := a.msgs.Get(ctx, a.sidKey(sid))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		a.log.Debug("status for a message we have no record of", "sid", sid, "status", state)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if err != nil {
+		http.Error(w, "temporarily unable to process the report", http.StatusServiceUnavailable)
+		return
+	}
+	var rec sentRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		a.log.Error("corrupt sent-message record", "sid", sid, "err", err)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if st == bus.StateDelivered && !rec.Receipt {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	report := gateways.Status{Ref: rec.Ref, User: rec.User, Contact: rec.Contact, State: st}
+	if st == bus.StateFailed {
+		report.Code = f.Get("ErrorCode")
+		report.Reason = "the message was not delivered"
+		if why, ok := deliveryErrors[report.Code]; ok {
+			report.Reason += ": " + why
+		}
+	}
+	if err := a.currentHost().Report(ctx, report); err != nil {
+		http.Error(w, "temporarily unable to process the report", http.StatusServiceUnavailable)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+type mediaRecord struct {
+	URL     string    `json:"url"`
+	Type    string    `json:"type"`
+	Expires time.Time `json:"exp"`
+}
+
+func (a *Adapter) mediaKey(token string) string { return ID + "." + a.name + ".media." + token }
+
+// mediaLink stores a Twilio media URL behind a random token and returns the
+// public URL users fetch it from. Twilio's URLs need our credentials.
+func (a *Adapter) mediaLink(ctx context.Context, twilioURL, ctype string) (string, error) {
+	b := make([]byte, 16) // 128 bits
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	rec, _ := json.Marshal(mediaRecord{URL: twilioURL, Type: ctype, Expires: time.Now().Add(mediaTTL)})
+	if _, err := a.msgs.Put(ctx, a.mediaKey(token), rec); err != nil {
+		return "", err
+	}
+	// An extension helps clients decide to show it inline.
+	name := token
+	if exts, _ := mime.ExtensionsByType(ctype); len(exts) > 0 {
+		name += exts[len(exts)-1]
+	}
+	return a.publicURL + a.base + "/media/" + name, nil
+}
+
+// media proxies a stored media link to Twilio with our credentials.
+func (a *Adapter) media(w http.ResponseWriter, r *http.Request) {
+	token, _, _ := strings.Cut(r.PathValue("token"), ".")
+	e, err := a.msgs.Get(r.Context(), a.mediaKey(token))
+	if err != nil {
+		http.Error(w, "no such media, or the link expired", http.StatusNotFound)
+		return
+	}
+	var rec mediaRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || time.Now().After(rec.Expires) {
+		http.Error(w, "no such media, or the link expired", http.StatusNotFound)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, rec.URL, nil)
+	if err != nil {
+		http.Error(w, "bad media record", http.StatusInternalServerError)
+		return
+	}
+	req.SetBasicAuth(a.cfg.AccountSID, a.cfg.AuthToken)
+	resp, err := a.http.Do(req)
+	if err != nil {
+		http.Error(w, "could not fetch the media from the provider", http.StatusBadGateway)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		http.Error(w, fmt.Sprintf("the provider answered %d for this media", resp.StatusCode), http.StatusBadGateway)
+		return
+	}
+	ctype := resp.Header.Get("Content-Type")
+	if ctype == "" {
+		ctype = rec.Type
+	}
+	w.Header().Set("Content-Type", ctype)
+	if cl := resp.Header.Get("Content-Length"); cl != "" {
+		w.Header().Set("Content-Length", cl)
+	}
+	w.Header().Set("Cache-Control", "private, max-age=86400")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	_, _ = io.Copy(w, resp.Body)
+}
+
+func writeTwiML(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/xml; charset=utf-8")
+	_, _ = io.WriteString(w, emptyTwiML)
+}
