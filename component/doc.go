@@ -11,6 +11,10 @@
 // stored on the bus before anything else happens. Chat states, receipts and
 // empty messages are not network messages; error stanzas are never answered
 // with errors. It answers XEP-0030 disco#info/#items, XEP-0199 ping, and
-// subscription requests (XEP-0100 style); every other IQ get/set gets
+// subscription requests (XEP-0100 style). With a Registrar it serves XEP-0077
+// registration on the gateway's domain (the Registrar picks the number) and
+// XEP-0050 ad-hoc commands (show-number for users; assign-number,
+// unassign-number and list-registrations for Admins); with an
+// AddressTranslator, XEP-0100 jabber:iq:gateway. Every other IQ get/set gets
 // service-unavailable.
 package component

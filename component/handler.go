@@ -33,7 +33,7 @@ func (c *Component) handler(ctx context.Context) xmpp.Handler {
 			if err := d.Decode(&iq); err != nil {
 				return c.undecodable(start, err)
 			}
-			return c.onIQ(t, &iq)
+			return c.onIQ(ctx, t, &iq)
 		case "presence":
 			var p inPresence
 			if err := d.Decode(&p); err != nil {
@@ -183,7 +183,7 @@ func (c *Component) replyMessageError(w xmlstream.TokenReadEncoder, m *inMessage
 	})
 }
 
-func (c *Component) onIQ(w xmlstream.TokenReadEncoder, iq *inIQ) error {
+func (c *Component) onIQ(ctx context.Context, w xmlstream.TokenReadEncoder, iq *inIQ) error {
 	if iq.Type != "get" && iq.Type != "set" {
 		return nil // results and errors answer nothing
 	}
@@ -203,6 +203,20 @@ func (c *Component) onIQ(w xmlstream.TokenReadEncoder, iq *inIQ) error {
 		reply.Payload = discoItems{}
 	case iq.Type == "get" && p.Space == nsPing && p.Local == "ping":
 		// empty result
+	case toContact:
+		reply.Type = "error"
+		reply.Error = newStanzaError("cancel", "service-unavailable", "", "")
+	// The rest is addressed to the gateway itself.
+	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && c.o.Registrar != nil:
+		return c.onCommandNodeInfo(w, iq, r)
+	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && c.o.Registrar != nil:
+		return c.onCommandNodeItems(w, iq, r)
+	case p.Space == nsRegister && p.Local == "query" && c.o.Registrar != nil:
+		return c.onRegister(ctx, w, iq, r)
+	case iq.Type == "set" && p.Space == nsCommands && p.Local == "command" && c.o.Registrar != nil:
+		return c.onCommand(ctx, w, iq, r)
+	case p.Space == nsGateway && p.Local == "query" && c.o.Translator != nil:
+		return c.onGateway(w, iq)
 	default:
 		reply.Type = "error"
 		reply.Error = newStanzaError("cancel", "service-unavailable", "", "")
@@ -217,6 +231,12 @@ func (c *Component) discoInfo(contact bool) discoInfo {
 	} else {
 		info.Identities = []identity{{Category: "gateway", Type: c.o.IdentityType, Name: c.o.IdentityName}}
 		info.Features = append(info.Features, feature{nsDiscoItems}, feature{nsPing})
+		if c.o.Registrar != nil {
+			info.Features = append(info.Features, feature{nsRegister}, feature{nsCommands})
+		}
+		if c.o.Translator != nil {
+			info.Features = append(info.Features, feature{nsGateway})
+		}
 	}
 	if c.o.Receipts {
 		info.Features = append(info.Features, feature{nsReceipts})

@@ -1,6 +1,9 @@
 package component
 
-import "encoding/xml"
+import (
+	"encoding/xml"
+	"strings"
+)
 
 // Namespaces used on the wire.
 const (
@@ -11,6 +14,10 @@ const (
 	nsReceipts   = "urn:xmpp:receipts"
 	nsOOB        = "jabber:x:oob"
 	nsChatStates = "http://jabber.org/protocol/chatstates"
+	nsRegister   = "jabber:iq:register"
+	nsCommands   = "http://jabber.org/protocol/commands"
+	nsGateway    = "jabber:iq:gateway"
+	nsDataForms  = "jabber:x:data"
 )
 
 // inMessage is what the component reads of a message stanza.
@@ -36,17 +43,31 @@ type oob struct {
 	Desc string `xml:"desc,omitempty"`
 }
 
-// inIQ keeps the first payload element's name and node.
+// inIQ keeps the first payload element's name and what the component's IQ
+// handlers read of it. The handler reads from a token stream, where
+// ",innerxml" is always empty, so every payload we understand is decoded
+// here, one union struct for all of them.
 type inIQ struct {
 	XMLName xml.Name
-	ID      string `xml:"id,attr"`
-	From    string `xml:"from,attr"`
-	To      string `xml:"to,attr"`
-	Type    string `xml:"type,attr"`
-	Payload struct {
-		XMLName xml.Name
-		Node    string `xml:"node,attr"`
-	} `xml:",any"`
+	ID      string    `xml:"id,attr"`
+	From    string    `xml:"from,attr"`
+	To      string    `xml:"to,attr"`
+	Type    string    `xml:"type,attr"`
+	Payload iqPayload `xml:",any"`
+}
+
+type iqPayload struct {
+	XMLName xml.Name
+	Node    string `xml:"node,attr"` // disco, commands
+	// XEP-0050 <command/>.
+	Action    string `xml:"action,attr"`
+	SessionID string `xml:"sessionid,attr"`
+	// XEP-0077 <remove/>.
+	Remove *struct{} `xml:"remove"`
+	// XEP-0100 <prompt/> in a set.
+	Prompt *string `xml:"prompt"`
+	// XEP-0004 form submitted with a registration or a command.
+	Form *dataForm `xml:"jabber:x:data x"`
 }
 
 type inPresence struct {
@@ -90,6 +111,13 @@ type stanzaError struct {
 		XMLName xml.Name
 	}
 	Text *errorText `xml:"urn:ietf:params:xml:ns:xmpp-stanzas text,omitempty"`
+	// App is an application-specific condition such as XEP-0050's
+	// <bad-sessionid/>.
+	App *appCondition `xml:",omitempty"`
+}
+
+type appCondition struct {
+	XMLName xml.Name
 }
 
 // errorText carries no xml:lang: mellium's encoder re-tokenises stanzas and
@@ -135,8 +163,15 @@ type feature struct {
 }
 
 type discoItems struct {
-	XMLName xml.Name `xml:"http://jabber.org/protocol/disco#items query"`
-	Node    string   `xml:"node,attr,omitempty"`
+	XMLName xml.Name    `xml:"http://jabber.org/protocol/disco#items query"`
+	Node    string      `xml:"node,attr,omitempty"`
+	Items   []discoItem `xml:"item"`
+}
+
+type discoItem struct {
+	JID  string `xml:"jid,attr"`
+	Node string `xml:"node,attr,omitempty"`
+	Name string `xml:"name,attr,omitempty"`
 }
 
 type outPresence struct {
@@ -145,4 +180,50 @@ type outPresence struct {
 	From    string   `xml:"from,attr"`
 	To      string   `xml:"to,attr"`
 	Type    string   `xml:"type,attr,omitempty"`
+}
+
+// dataForm is an XEP-0004 form, read (submissions) and written (forms,
+// results). Child order follows the XEP's schema.
+type dataForm struct {
+	XMLName      xml.Name      `xml:"jabber:x:data x"`
+	Type         string        `xml:"type,attr"`
+	Instructions []string      `xml:"instructions,omitempty"`
+	Title        string        `xml:"title,omitempty"`
+	Fields       []formField   `xml:"field"`
+	Reported     *formReported `xml:"reported,omitempty"`
+	Items        []formItem    `xml:"item"`
+}
+
+type formField struct {
+	Var      string    `xml:"var,attr,omitempty"`
+	Type     string    `xml:"type,attr,omitempty"`
+	Label    string    `xml:"label,attr,omitempty"`
+	Desc     string    `xml:"desc,omitempty"`
+	Required *struct{} `xml:"required"`
+	Values   []string  `xml:"value"`
+}
+
+type formReported struct {
+	Fields []formField `xml:"field"`
+}
+
+type formItem struct {
+	Fields []formField `xml:"field"`
+}
+
+// value returns the first value of the field named name, trimmed, and
+// whether the form has that field.
+func (f *dataForm) value(name string) (string, bool) {
+	if f == nil {
+		return "", false
+	}
+	for _, fl := range f.Fields {
+		if fl.Var == name {
+			if len(fl.Values) == 0 {
+				return "", true
+			}
+			return strings.TrimSpace(fl.Values[0]), true
+		}
+	}
+	return "", false
 }

@@ -55,7 +55,9 @@ type Adapter struct {
 	base      string // path prefix of this gateway's routes: /twilio/<name>
 
 	api       *openapi.ApiService
-	http      *http.Client // to Twilio (API and media), rewritten to api_url
+	http      *http.Client // to Twilio's API, rewritten to api_url
+	media     *http.Client // media downloads; follows redirects
+	apiHost   string       // the only host our credentials are sent to
 	validator client.RequestValidator
 	reg       *numbers.Registrar
 	msgs      jetstream.KeyValue
@@ -91,6 +93,9 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	if cfg.APIURL != DefaultAPIURL {
 		rt = &rewrite{to: api, next: transport}
 	}
+	// Media URLs redirect to a CDN on real Twilio. Follow them; net/http
+	// drops the Authorization header when a redirect leaves the host.
+	mediaClient := &http.Client{Transport: rt, Timeout: 2 * time.Minute}
 	hc := &http.Client{
 		Transport: rt,
 		Timeout:   requestTimeout,
@@ -113,6 +118,8 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 		base:      "/" + ID + "/" + p.Name,
 		api:       openapi.NewApiServiceWithClient(c),
 		http:      hc,
+		media:     mediaClient,
+		apiHost:   api.Host,
 		validator: client.NewRequestValidator(cfg.AuthToken),
 		msgs:      p.Messages,
 		limiters:  map[string]*rate.Limiter{},
@@ -151,7 +158,12 @@ func (a *Adapter) currentHost() gateways.Host {
 }
 
 // Registrar exposes the number assignments to the component.
-func (a *Adapter) Registrar() gateways.Registrar { return a.reg }
+func (a *Adapter) Registrar() gateways.Registrar {
+	if a.reg == nil { // constructed for check-config: no KV, nothing to offer
+		return nil
+	}
+	return a.reg
+}
 
 // sentRecord is what a status callback needs to find the XMPP message again.
 type sentRecord struct {
@@ -385,14 +397,21 @@ func (a *Adapter) AddressPrompt() (string, string) {
 	return desc + ".", "Phone number"
 }
 
-// rewrite sends every request to another scheme and host (and path prefix):
-// twilio-go has no base-URL setting.
+// twilioHost is where twilio-go and Twilio's media URLs point.
+const twilioHost = "api.twilio.com"
+
+// rewrite sends requests for Twilio's API host to another scheme and host
+// (and path prefix): twilio-go has no base-URL setting. Other hosts (a media
+// CDN after a redirect) are left alone.
 type rewrite struct {
 	to   *url.URL
 	next http.RoundTripper
 }
 
 func (r *rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host != twilioHost {
+		return r.next.RoundTrip(req)
+	}
 	out := req.Clone(req.Context())
 	out.URL.Scheme = r.to.Scheme
 	out.URL.Host = r.to.Host

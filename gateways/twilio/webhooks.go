@@ -39,7 +39,7 @@ func (a *Adapter) HTTPHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+a.base+"/sms", a.signed(a.inbound))
 	mux.HandleFunc("POST "+a.base+"/status", a.signed(a.status))
-	mux.HandleFunc("GET "+a.base+"/media/{token}", a.media)
+	mux.HandleFunc("GET "+a.base+"/media/{token}", a.serveMedia)
 	return mux
 }
 
@@ -218,8 +218,8 @@ func (a *Adapter) mediaLink(ctx context.Context, twilioURL, ctype string) (strin
 	return a.publicURL + a.base + "/media/" + name, nil
 }
 
-// media proxies a stored media link to Twilio with our credentials.
-func (a *Adapter) media(w http.ResponseWriter, r *http.Request) {
+// serveMedia proxies a stored media link to Twilio with our credentials.
+func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
 	token, _, _ := strings.Cut(r.PathValue("token"), ".")
 	e, err := a.msgs.Get(r.Context(), a.mediaKey(token))
 	if err != nil {
@@ -236,8 +236,11 @@ func (a *Adapter) media(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad media record", http.StatusInternalServerError)
 		return
 	}
-	req.SetBasicAuth(a.cfg.AccountSID, a.cfg.AuthToken)
-	resp, err := a.http.Do(req)
+	// Credentials go to Twilio only, whatever a media URL says.
+	if req.URL.Host == a.apiHost || req.URL.Host == twilioHost {
+		req.SetBasicAuth(a.cfg.AccountSID, a.cfg.AuthToken)
+	}
+	resp, err := a.media.Do(req)
 	if err != nil {
 		http.Error(w, "could not fetch the media from the provider", http.StatusBadGateway)
 		return

@@ -1,0 +1,130 @@
+package component
+
+import (
+	"context"
+	"encoding/xml"
+	"strings"
+	"time"
+
+	"mellium.im/xmlstream"
+)
+
+// registrarTimeout bounds one Registrar call. The stream reads nothing else
+// while a handler runs, so a stuck store must not stall it for long.
+const registrarTimeout = 5 * time.Second
+
+// registerQuery is the XEP-0077 answer to a get.
+type registerQuery struct {
+	XMLName      xml.Name  `xml:"jabber:iq:register query"`
+	Registered   *struct{} `xml:"registered"`
+	Instructions string    `xml:"instructions"`
+	// Username is the legacy (non-form) view of the registration, for
+	// clients that do not render data forms.
+	Username string    `xml:"username,omitempty"`
+	Form     *dataForm `xml:",omitempty"`
+}
+
+// registrarContext detaches a Registrar call from the stream's context: a
+// registration read just before shutdown is still completed and answered.
+func registrarContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), registrarTimeout)
+}
+
+// notServed is the text of the forbidden error for users the gateway does
+// not serve.
+func (c *Component) notServed() string {
+	return "this gateway serves users of " + strings.Join(c.o.AllowedDomains, ", ") + " only"
+}
+
+// onRegister serves XEP-0077 on the gateway's domain. Registering asks the
+// Registrar for an address from its pool; the user has nothing to choose, so
+// any set without <remove/> (a submitted form, legacy fields, nothing at all)
+// is a registration.
+func (c *Component) onRegister(ctx context.Context, w xmlstream.TokenReadEncoder, iq *inIQ, r route) error {
+	if !c.permitted(r.from) {
+		return replyIQError(w, iq, iqError("forbidden", c.notServed()))
+	}
+	user := r.from.Bare().String()
+	self := c.domain.String()
+	rctx, cancel := registrarContext(ctx)
+	defer cancel()
+	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
+
+	switch {
+	case iq.Type == "get":
+		number, err := c.o.Registrar.Lookup(rctx, user)
+		if err != nil {
+			return replyIQError(w, iq, c.errorFor(err, "registration lookup"))
+		}
+		reply.Payload = c.registerQuery(number)
+		return w.Encode(reply)
+
+	case iq.Payload.Remove != nil:
+		number, err := c.o.Registrar.Unregister(rctx, user)
+		if err != nil {
+			return replyIQError(w, iq, c.errorFor(err, "unregister"))
+		}
+		c.log.Info("user unregistered", "user", user, "address", number)
+		if err := w.Encode(reply); err != nil {
+			return err
+		}
+		// XEP-0100 §4.3: the gateway leaves the user's roster and goes
+		// offline for them.
+		for _, typ := range []string{"unsubscribe", "unsubscribed", "unavailable"} {
+			if err := w.Encode(outPresence{From: self, To: user, Type: typ}); err != nil {
+				return err
+			}
+		}
+		return nil
+
+	default:
+		number, err := c.o.Registrar.Register(rctx, user)
+		if err != nil {
+			return replyIQError(w, iq, c.errorFor(err, "register"))
+		}
+		c.log.Info("user registered", "user", user, "address", number)
+		if err := w.Encode(reply); err != nil {
+			return err
+		}
+		// XEP-0100 §4.1: the gateway asks to be in the user's roster, and
+		// is online.
+		if err := w.Encode(outPresence{From: self, To: user, Type: "subscribe"}); err != nil {
+			return err
+		}
+		return w.Encode(outPresence{From: self, To: user})
+	}
+}
+
+func (c *Component) registerQuery(number string) registerQuery {
+	domain := c.domain.String()
+	q := registerQuery{
+		Instructions: "Submit this form to get a phone number from " + domain +
+			". The gateway assigns the number; you then text anyone as +15551234567@" + domain + ".",
+	}
+	if number != "" {
+		q.Registered = &struct{}{}
+		q.Username = number
+		q.Instructions = "You are registered with the number " + number +
+			". Submitting again keeps it; unregister to release it."
+	}
+	f := &dataForm{
+		Type:         "form",
+		Title:        "Registration with " + domain,
+		Instructions: []string{q.Instructions},
+		Fields: []formField{
+			{Var: "FORM_TYPE", Type: "hidden", Values: []string{nsRegister}},
+			{Type: "fixed", Values: []string{"Your phone number is assigned by the gateway; you cannot choose it here."}},
+			{Var: "number", Type: "text-single", Label: "Your phone number", Values: values(number)},
+		},
+	}
+	q.Form = f
+	return q
+}
+
+// values is v as a field's values: none when v is empty.
+func values(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
+}
