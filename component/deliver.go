@@ -118,7 +118,7 @@ func stanzaID(envID string, i int) string {
 }
 
 func (c *Component) contactJID(contact string) (jid.JID, error) {
-	j, err := jid.New(jid.Escape.String(contact), c.domain.Domainpart(), "")
+	j, err := jid.New(escapeLocal(contact), c.domain.Domainpart(), "")
 	if err != nil {
 		return jid.JID{}, fmt.Errorf("contact %q is not a valid JID localpart: %w", contact, err)
 	}

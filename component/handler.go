@@ -278,12 +278,3 @@ func (c *Component) onPresence(w xmlstream.TokenReadEncoder, p *inPresence) erro
 	}
 	return nil
 }
-
-// unescapeLocal reverses XEP-0106 escaping, so "\20" in a JID becomes a space
-// in the network address.
-func unescapeLocal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	return jid.Unescape.String(s)
-}

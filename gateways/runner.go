@@ -29,7 +29,9 @@ type RunnerOptions struct {
 
 	// Workers is how many messages are handed to the adapter at once. Messages
 	// of one conversation (sender, contact) always go to the same worker, so
-	// they reach the network in order. Default 8.
+	// they reach the network in order — except that a message being retried
+	// after a transient failure lets later ones of its conversation pass.
+	// Default 8.
 	Workers int
 	// MaxAttempts bounds tries for transient failures before the sender is
 	// told. Default 8.
@@ -94,6 +96,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		}
 	}()
 
+	if ctx.Err() != nil {
+		return nil // cancelled while starting: a normal stop
+	}
 	cons, err := r.o.Bus.Consumer(ctx, bus.ConsumerConfig{
 		Stream:  bus.StreamOut,
 		Name:    bus.AdapterConsumer(r.o.Name),
@@ -107,8 +112,10 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 
-	// Sends in progress at shutdown finish (bounded by SendTimeout) rather
-	// than being cut off: they run on a context that outlives ctx.
+	// Work already taken (queued or buffered) is finished at shutdown, in
+	// order, within ShutdownGrace: it runs on a context that outlives ctx.
+	// Handing it back instead would reorder it, because JetStream does not
+	// redeliver nak'd messages in sequence order.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
 	queues := make([]chan job, r.o.Workers)
@@ -119,9 +126,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		go func(q <-chan job) {
 			defer wg.Done()
 			for j := range q {
-				if ctx.Err() != nil {
-					// Shutting down: queued but not started. Hand it back
-					// now so the next process need not wait for AckWait.
+				if workCtx.Err() != nil {
+					// Past the grace period: hand it back now so the next
+					// process need not wait for AckWait.
 					_ = j.msg.Nak()
 					continue
 				}
@@ -134,8 +141,8 @@ func (r *Runner) Run(ctx context.Context) error {
 		j.env, j.err = bus.Decode(msg.Data())
 		select {
 		case queues[r.queueFor(j.env)] <- j:
-		case <-ctx.Done():
-			_ = j.msg.Nak() // redelivered to whoever runs next
+		case <-workCtx.Done():
+			_ = j.msg.Nak() // past the grace period: redelivered to whoever runs next
 		}
 	}, jetstream.PullMaxMessages(r.o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {

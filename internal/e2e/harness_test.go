@@ -80,8 +80,13 @@ type gw struct {
 // that address.
 func startGateway(t testing.TB, config string, env ...string) *gw {
 	t.Helper()
-	dir := t.TempDir()
-	httpAddr := freeAddr(t)
+	return startGatewayIn(t, t.TempDir(), freeAddr(t), config, env...)
+}
+
+// startGatewayIn runs the gateway with its data (%DATA%) in dir and HTTP on
+// httpAddr, so a second process can take over the first one's state.
+func startGatewayIn(t testing.TB, dir, httpAddr, config string, env ...string) *gw {
+	t.Helper()
 	config = strings.ReplaceAll(config, "%HTTP%", httpAddr)
 	config = strings.ReplaceAll(config, "%DATA%", filepath.Join(dir, "data"))
 	file := filepath.Join(dir, "xmppgw.yaml")
