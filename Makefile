@@ -2,7 +2,7 @@
 # the end-to-end tests run real servers.
 GO ?= go
 
-.PHONY: all build test demo vet clean
+.PHONY: all build test demo vet bench clean
 
 all: vet build
 
@@ -15,6 +15,12 @@ test:
 
 demo:
 	bash deploy/demo/demo.sh
+
+# End-to-end latency, start-up and memory through real Prosody (not part of
+# `make test`); see README "Where the numbers come from".
+bench:
+	bash deploy/install-deps.sh prosody
+	$(GO) test -run XXX -bench . -benchtime 1000x ./internal/e2e/
 
 vet:
 	@unformatted="$$(gofmt -l .)"; \

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -62,4 +63,51 @@ func rssMB(b *testing.B, pid int) float64 {
 	}
 	b.Fatal("no VmRSS")
 	return 0
+}
+
+// BenchmarkTwilioProsody measures the SMS paths through a real Prosody, the
+// real gateway and the fake Twilio on loopback, one message at a time:
+//
+//   - out-p50-ms / out-p99-ms: alice's stanza leaves the client until the
+//     fake Twilio has accepted the create call;
+//   - in-p50-ms / in-p99-ms: a signed webhook is posted until alice's client
+//     has the message.
+func BenchmarkTwilioProsody(b *testing.B) {
+	srv := xmpptest.StartProsody(b, xmpptest.Options{Components: map[string]string{smsDomain: "secret"}})
+	tw := twiliotest.Start(b, accountSID, authToken)
+	cfg := strings.Replace(twilioConfig(srv.ComponentAddr(), tw.URL, "localhost"), "mps: 4", "mps: 100000", 1)
+	g := startGateway(b, cfg)
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
+	alice := xmpptest.Login(b, srv, "alice", "password")
+	hook := g.httpURL + "/twilio/sms/sms"
+
+	out := make([]time.Duration, 0, b.N)
+	in := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		alice.SendChat(b, friendJID, fmt.Sprintf("out %d", i))
+		// The fake stamps each message when it accepts it; waiting for it
+		// polls, so the wait itself would add the poll interval.
+		m := tw.WaitMessages(b, i+1, wait)[i]
+		out = append(out, m.Created.Sub(t0))
+
+		body := fmt.Sprintf("in %d", i)
+		t0 = time.Now()
+		tw.PostWebhook(b, hook, tw.InboundSMS(friend, aliceNum, body))
+		alice.WaitStanza(b, wait, func(s xmpptest.Stanza) bool { return s.Body == body })
+		in = append(in, time.Since(t0))
+	}
+	b.StopTimer()
+	for _, m := range []struct {
+		name string
+		d    []time.Duration
+	}{{"out", out}, {"in", in}} {
+		sort.Slice(m.d, func(i, j int) bool { return m.d[i] < m.d[j] })
+		at := func(p float64) float64 {
+			return float64(m.d[min(len(m.d)-1, int(p*float64(len(m.d))))].Microseconds()) / 1000
+		}
+		b.ReportMetric(at(0.50), m.name+"-p50-ms")
+		b.ReportMetric(at(0.99), m.name+"-p99-ms")
+	}
 }
