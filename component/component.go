@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -19,6 +18,7 @@ import (
 	"mellium.im/xmpp/stream"
 
 	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/backoff"
 	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
@@ -172,7 +172,7 @@ func (c *Component) Run(ctx context.Context) error {
 			}
 		}
 		c.setStatus(false, reason)
-		wait := jitter(delay)
+		wait := backoff.Jitter(delay)
 		delay = min(delay*2, c.o.BackoffMax)
 		select {
 		case <-ctx.Done():
@@ -264,13 +264,6 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 		c.log.Info("component stream closed", "domain", c.o.Domain)
 		return true, nil
 	}
-}
-
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
 }
 
 var _ xmpp.Handler = xmpp.HandlerFunc(nil)

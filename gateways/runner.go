@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
-	"math/rand/v2"
 	"strings"
 	"sync"
 	"time"
@@ -15,6 +14,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/backoff"
 	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
@@ -192,7 +192,7 @@ func (r *Runner) startAdapter(ctx context.Context, h Host) error {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(jitter(delay)):
+		case <-time.After(backoff.Jitter(delay)):
 		}
 		delay = min(delay*2, r.o.RetryMax)
 	}
@@ -211,7 +211,7 @@ func (r *Runner) queueFor(e *bus.Envelope) int {
 		return 0
 	}
 	h := fnv.New32a()
-	h.Write([]byte(bareJID(e.User)))
+	h.Write([]byte(BareJID(e.User)))
 	h.Write([]byte{0})
 	h.Write([]byte(e.Contact))
 	return int(h.Sum32() % uint32(r.o.Workers))
@@ -281,7 +281,7 @@ func (r *Runner) handle(ctx context.Context, j job) {
 			Err:       err,
 		})
 	default:
-		delay := backoff(r.o.RetryBase, r.o.RetryMax, attempt)
+		delay := backoff.Delay(r.o.RetryBase, r.o.RetryMax, attempt)
 		r.log.Warn("send failed; will retry", "id", out.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Retried)
 		_ = msg.NakWithDelay(delay)
@@ -302,20 +302,13 @@ func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, e
 	if text == "" && ge.Err != nil {
 		text = ge.Err.Error()
 	}
-	env := &bus.Envelope{
-		Kind:    bus.KindError,
-		ID:      nuid.Next(),
-		Gateway: r.o.Name,
-		Time:    time.Now().UTC(),
-		User:    e.User,
-		Contact: e.Contact,
-		Error: &bus.Error{
-			Ref:       e.Message.ID,
-			Condition: string(ge.Condition),
-			Type:      errorType(ge.Condition),
-			Text:      text,
-			Code:      ge.Code,
-		},
+	env := r.envelope(bus.KindError, e.User, e.Contact)
+	env.Error = &bus.Error{
+		Ref:       e.Message.ID,
+		Condition: string(ge.Condition),
+		Type:      errorType(ge.Condition),
+		Text:      text,
+		Code:      ge.Code,
 	}
 	if _, perr := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "err:"+e.ID); perr != nil {
 		r.log.Error("could not store error for sender; will retry", "id", e.ID, "err", perr)
@@ -343,17 +336,15 @@ func errorType(c Condition) string {
 
 type host struct{ r *Runner }
 
+// envelope starts an envelope of this gateway.
+func (r *Runner) envelope(kind bus.Kind, user, contact string) *bus.Envelope {
+	return &bus.Envelope{Kind: kind, ID: nuid.Next(), Gateway: r.o.Name, Time: time.Now().UTC(), User: user, Contact: contact}
+}
+
 func (h *host) Deliver(ctx context.Context, m Inbound) error {
 	r := h.r
-	env := &bus.Envelope{
-		Kind:    bus.KindMessage,
-		ID:      nuid.Next(),
-		Gateway: r.o.Name,
-		Time:    time.Now().UTC(),
-		User:    m.To,
-		Contact: m.From,
-		Message: &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread},
-	}
+	env := r.envelope(bus.KindMessage, m.To, m.From)
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread}
 	for _, md := range m.Media {
 		env.Message.Media = append(env.Message.Media, bus.Media{URL: md.URL, Type: md.Type, Size: md.Size})
 	}
@@ -375,37 +366,14 @@ func (h *host) Deliver(ctx context.Context, m Inbound) error {
 
 func (h *host) Report(ctx context.Context, s Status) error {
 	r := h.r
-	env := &bus.Envelope{
-		Kind:    bus.KindStatus,
-		ID:      nuid.Next(),
-		Gateway: r.o.Name,
-		Time:    time.Now().UTC(),
-		User:    s.User,
-		Contact: s.Contact,
-		Status:  &bus.Status{Ref: s.Ref, State: s.State, Code: s.Code, Reason: s.Reason},
-	}
+	env := r.envelope(bus.KindStatus, s.User, s.Contact)
+	env.Status = &bus.Status{Ref: s.Ref, State: s.State, Code: s.Code, Reason: s.Reason}
 	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "st:"+s.Ref+":"+s.State)
 	return err
 }
 
-// backoff is exponential from base, capped, with full jitter in the top half
-// so that many retries scheduled together spread out.
-func backoff(base, limit time.Duration, attempt int) time.Duration {
-	d := base
-	for i := 1; i < attempt && d < limit; i++ {
-		d *= 2
-	}
-	return jitter(min(d, limit))
-}
-
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2)
-}
-
-func bareJID(j string) string {
+// BareJID strips the resource from a JID string.
+func BareJID(j string) string {
 	if i := strings.IndexByte(j, '/'); i >= 0 {
 		return j[:i]
 	}

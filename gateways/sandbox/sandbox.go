@@ -9,7 +9,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"regexp"
-	"strings"
 	"sync"
 
 	"github.com/xmppgw/xmppgw/bus"
@@ -70,7 +69,7 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 	reply := gateways.Inbound{
 		ProviderID: replyID(m),
 		From:       m.To,
-		To:         bare(m.From),
+		To:         gateways.BareJID(m.From),
 		Body:       "echo: " + m.Body,
 		Media:      m.Media,
 		Thread:     m.Thread,
@@ -91,11 +90,4 @@ func (a *Adapter) Stop(context.Context) error {
 	a.host = nil
 	a.mu.Unlock()
 	return nil
-}
-
-func bare(jid string) string {
-	if i := strings.IndexByte(jid, '/'); i >= 0 {
-		return jid[:i]
-	}
-	return jid
 }

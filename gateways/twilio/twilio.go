@@ -180,7 +180,7 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 	if a.currentHost() == nil {
 		return gateways.ErrNotConnected
 	}
-	user := bare(m.From)
+	user := gateways.BareJID(m.From)
 	from, err := a.reg.Lookup(ctx, user)
 	if err != nil {
 		return err // KV trouble: transient
@@ -421,11 +421,4 @@ func (r *rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	out.Host = r.to.Host
 	return r.next.RoundTrip(out)
-}
-
-func bare(jid string) string {
-	if i := strings.IndexByte(jid, '/'); i >= 0 {
-		return jid[:i]
-	}
-	return jid
 }
