@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
@@ -265,5 +264,3 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 		return true, nil
 	}
 }
-
-var _ xmpp.Handler = xmpp.HandlerFunc(nil)

@@ -88,8 +88,7 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	}
 	if !c.permitted(r.from) {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
-		return c.replyMessageError(w, m, "auth", "forbidden",
-			"this gateway serves users of "+strings.Join(c.o.AllowedDomains, ", ")+" only")
+		return c.replyMessageError(w, m, "auth", "forbidden", c.notServed())
 	}
 	body := firstBody(m.Body)
 	var media []bus.Media
