@@ -44,6 +44,11 @@ type Options struct {
 	Registrar  Registrar
 	Translator AddressTranslator
 
+	// QuotaMessages per QuotaPer is each user's send allowance (a token
+	// bucket); zero means unlimited.
+	QuotaMessages int
+	QuotaPer      time.Duration
+
 	// AllowedDomains are the XMPP domains whose users may use the gateway.
 	// Admins may use it whatever their domain.
 	AllowedDomains []string
@@ -69,6 +74,8 @@ type Component struct {
 	admins  map[string]bool
 
 	cmds commandSessions // XEP-0050 multi-stage commands in progress
+
+	quotas *quotas // nil: unlimited
 
 	mu     sync.Mutex
 	up     bool
@@ -106,6 +113,7 @@ func New(o Options) (*Component, error) {
 		allowed: map[string]bool{},
 		admins:  map[string]bool{},
 		reason:  "component stream not connected yet",
+		quotas:  newQuotas(o.QuotaMessages, o.QuotaPer),
 	}
 	for _, a := range o.AllowedDomains {
 		c.allowed[strings.ToLower(a)] = true

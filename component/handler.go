@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"encoding/xml"
+	"fmt"
 	"strings"
 	"time"
 
@@ -75,42 +76,52 @@ func (c *Component) permitted(from jid.JID) bool {
 	return c.allowed[strings.ToLower(from.Domainpart())] || c.admins[strings.ToLower(from.Bare().String())]
 }
 
-func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder, m *inMessage) error {
+// refusal is an error stanza owed to the sender of a message.
+type refusal struct{ typ, cond, text string }
+
+// maxMessageBytes bounds body plus media URLs so the envelope fits the bus
+// (NATS refuses payloads over its max_payload, 1 MiB by default).
+const maxMessageBytes = bus.MaxEnvelopeSize - 16<<10
+
+// outbound turns a message stanza into the envelope for the network, without
+// side effects. It returns a nil envelope and a nil refusal for messages that
+// carry nothing for the network (chat states, receipts, empty bodies, errors).
+func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref *refusal) {
 	if m.Type == "error" {
-		// Never answer an error with an error. The user's server bounced
-		// something we sent (e.g. the user is offline without offline storage).
-		c.log.Debug("error stanza from user side", "from", m.From, "to", m.To, "id", m.ID)
-		return nil
+		return nil, "", nil
 	}
 	r, err := c.parseRoute(m.From, m.To)
 	if err != nil {
-		return c.replyMessageError(w, m, "modify", "jid-malformed", "the address is not a valid JID: "+err.Error())
+		return nil, "", &refusal{"modify", "jid-malformed", "the address is not a valid JID: " + err.Error()}
 	}
 	if !c.permitted(r.from) {
-		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
-		return c.replyMessageError(w, m, "auth", "forbidden", c.notServed())
+		return nil, "", &refusal{"auth", "forbidden", c.notServed()}
 	}
 	body := firstBody(m.Body)
+	size := len(body)
 	var media []bus.Media
 	for _, o := range m.OOB {
 		if u := strings.TrimSpace(o.URL); u != "" {
 			media = append(media, bus.Media{URL: u})
+			size += len(u)
 		}
 	}
 	if strings.TrimSpace(body) == "" && len(media) == 0 {
-		// Chat states, receipts, markers, empty messages: nothing for the network.
-		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Ignored)
-		return nil
+		return nil, "", nil
 	}
 	if r.to.Localpart() == "" {
-		return c.replyMessageError(w, m, "cancel", "service-unavailable",
-			"this is the "+c.o.Domain+" gateway itself; message a contact such as +15551234567@"+c.o.Domain)
+		return nil, "", &refusal{"cancel", "service-unavailable",
+			"this is the " + c.o.Domain + " gateway itself; message a contact such as +15551234567@" + c.o.Domain}
+	}
+	if size > maxMessageBytes {
+		return nil, "", &refusal{"modify", "not-acceptable",
+			fmt.Sprintf("the message is %d bytes; this gateway carries at most %d", size, maxMessageBytes)}
 	}
 	stanzaID := m.ID
 	if stanzaID == "" {
 		stanzaID = nuid.Next()
 	}
-	env := &bus.Envelope{
+	env = &bus.Envelope{
 		Kind:    bus.KindMessage,
 		ID:      nuid.Next(),
 		Gateway: c.o.Name,
@@ -127,9 +138,32 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	}
 	// Dedup key: the same stanza (a client resending after a reconnect) is
 	// stored once. Without a client id there is nothing to dedup on.
-	msgID := ""
 	if m.ID != "" {
 		msgID = "out:" + r.from.String() + "|" + m.ID
+	}
+	return env, msgID, nil
+}
+
+func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder, m *inMessage) error {
+	env, msgID, ref := c.outbound(m)
+	switch {
+	case ref != nil:
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
+		return c.replyMessageError(w, m, ref.typ, ref.cond, ref.text)
+	case env == nil && m.Type == "error":
+		// Never answer an error with an error. The user's server bounced
+		// something we sent: the user is offline and the server keeps no
+		// offline messages, or the account is gone.
+		c.log.Warn("the XMPP server bounced a message to a user", "user", m.From, "contact", m.To, "id", m.ID)
+		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
+		return nil
+	case env == nil:
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Ignored)
+		return nil
+	}
+	if ref := c.quotaExceeded(env.User); ref != nil {
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
+		return c.replyMessageError(w, m, ref.typ, ref.cond, ref.text)
 	}
 	// Not bound to ctx: a stanza read while the stream closes is still
 	// stored (the bus outlives the component at shutdown).

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/go-viper/mapstructure/v2"
 	"github.com/knadh/koanf/parsers/yaml"
@@ -79,12 +80,27 @@ type Gateway struct {
 	AllowedDomains []string `koanf:"allowed_domains"`
 	// Admins are bare JIDs.
 	Admins []string `koanf:"admins"`
+	// Quota is each user's send allowance through this gateway.
+	Quota Quota `koanf:"quota"`
 	// AdapterConfig is the decoded adapter-specific block found under the key
 	// equal to the adapter ID (gateways.sms.twilio.*), as a value created by
 	// the schema function (see Options). nil when the adapter has no block and
 	// the schema returns nil.
 	AdapterConfig any `koanf:"-"`
 }
+
+// Quota bounds what one user may send: Messages per Per, as a token bucket
+// (a burst of Messages, refilled evenly). Messages 0 means unlimited.
+type Quota struct {
+	Messages int           `koanf:"messages"` // default 1000
+	Per      time.Duration `koanf:"per"`      // default 1h
+}
+
+// Quota defaults: generous for a person, a ceiling for a runaway client.
+const (
+	DefaultQuotaMessages = 1000
+	DefaultQuotaPer      = time.Hour
+)
 
 // ServerAddr returns the XMPP server address this gateway connects to: its
 // own override, else c.XMPP.Server.
@@ -233,6 +249,19 @@ func build(raw map[string]any, opts Options) (*Config, error) {
 			if !ok {
 				continue
 			}
+			// Per-gateway defaults, filled where the key is absent so that an
+			// explicit 0 (unlimited) stays 0.
+			q, _ := gm["quota"].(map[string]any)
+			if q == nil {
+				q = map[string]any{}
+			}
+			if _, ok := q["messages"]; !ok {
+				q["messages"] = DefaultQuotaMessages
+			}
+			if _, ok := q["per"]; !ok {
+				q["per"] = DefaultQuotaPer.String()
+			}
+			gm["quota"] = q
 			id, _ := gm["adapter"].(string)
 			if _, isField := gwFields[id]; id == "" || isField {
 				continue

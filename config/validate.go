@@ -58,6 +58,12 @@ func validate(c *Config, names []string, errs *errList) {
 				errs.add(p+".server", msg)
 			}
 		}
+		if g.Quota.Messages < 0 {
+			errs.add(p+".quota.messages", fmt.Sprintf("must be 0 (unlimited) or more, not %d", g.Quota.Messages))
+		}
+		if g.Quota.Messages > 0 && g.Quota.Per <= 0 {
+			errs.add(p+".quota.per", fmt.Sprintf("must be a positive duration such as 1h, not %s", g.Quota.Per))
+		}
 		if g.AllowedDomains == nil {
 			if validDomain(g.Domain) == "" {
 				errs.add(p+".allowed_domains", fmt.Sprintf("cannot default to the parent of %q, which has none; set it", g.Domain))

@@ -179,6 +179,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 			Media:          info.Capabilities.Media,
 			Registrar:      registrar,
 			Translator:     translator,
+			QuotaMessages:  g.Quota.Messages,
+			QuotaPer:       g.Quota.Per,
 			AllowedDomains: g.AllowedDomains,
 			Admins:         g.Admins,
 			Logger:         glog,

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -30,13 +31,16 @@ type Config struct {
 	MPS float64 `koanf:"mps"`
 	// MaxSegments refuses longer messages (billing protection).
 	MaxSegments int `koanf:"max_segments"`
+	// RequestTimeout bounds one API call; a call that times out may still
+	// have been accepted, which the next attempt checks before resending.
+	RequestTimeout time.Duration `koanf:"request_timeout"`
 }
 
 // DefaultAPIURL is Twilio's REST API.
 const DefaultAPIURL = "https://api.twilio.com"
 
 func newConfig() any {
-	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10}
+	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10, RequestTimeout: 20 * time.Second}
 }
 
 var (
@@ -92,6 +96,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MPS <= 0 {
 		bad("mps", "must be more than 0 (sends per second per number), not %v", c.MPS)
+	}
+	if c.RequestTimeout < 100*time.Millisecond {
+		bad("request_timeout", "must be at least 100ms, not %s", c.RequestTimeout)
 	}
 	if c.MaxSegments < 1 {
 		bad("max_segments", "must be at least 1, not %d", c.MaxSegments)

@@ -42,9 +42,6 @@ func init() {
 	})
 }
 
-// requestTimeout bounds one API call: twilio-go takes no context.
-const requestTimeout = 20 * time.Second
-
 // Adapter is one Twilio account serving one gateway.
 type Adapter struct {
 	name      string
@@ -98,7 +95,7 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	mediaClient := &http.Client{Transport: rt, Timeout: 2 * time.Minute}
 	hc := &http.Client{
 		Transport: rt,
-		Timeout:   requestTimeout,
+		Timeout:   cfg.RequestTimeout, // twilio-go takes no context
 		// Twilio answers API calls directly; a redirect would carry our
 		// credentials elsewhere.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -238,7 +235,7 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 }
 
 // create runs the blocking twilio-go call, returning early if ctx ends (the
-// call itself is bounded by requestTimeout).
+// call itself is bounded by request_timeout).
 func (a *Adapter) create(ctx context.Context, p *openapi.CreateMessageParams) (*openapi.ApiV2010Message, error) {
 	type result struct {
 		m   *openapi.ApiV2010Message
