@@ -5,7 +5,6 @@ package twilio
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -202,9 +201,15 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 		return gateways.Reject(gateways.NotAcceptable,
 			"the message needs %d SMS segments (%s encoding) and this gateway sends at most %d; shorten it", n, enc, a.cfg.MaxSegments)
 	}
+	if sent, err := a.alreadySent(ctx, m, from, body); err != nil || sent {
+		return err
+	}
 	// mps: queue behind earlier sends from this number rather than drop.
 	if err := a.limiter(from).Wait(ctx); err != nil {
 		return fmt.Errorf("waiting for the send rate of %s: %w", from, err)
+	}
+	if err := a.beginAttempt(ctx, m, from, body); err != nil {
+		return err
 	}
 	params := &openapi.CreateMessageParams{}
 	params.SetTo(m.To)
@@ -221,15 +226,16 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 	params.SetStatusCallback(a.publicURL + a.base + "/status")
 
 	resp, err := a.create(ctx, params)
+	sid := ""
+	if err == nil && resp.Sid != nil {
+		sid = *resp.Sid
+	}
+	// Settle the record even if ctx ended meanwhile: the message is out.
+	settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	a.endAttempt(settle, m, sid, err)
+	cancel()
 	if err != nil {
 		return classify(err)
-	}
-	if resp.Sid != nil && a.msgs != nil {
-		rec, _ := json.Marshal(sentRecord{Ref: m.ID, User: m.From, Contact: m.To, Receipt: m.Receipt})
-		if _, err := a.msgs.Put(ctx, a.sidKey(*resp.Sid), rec); err != nil {
-			// Sent already: a missing record only costs the receipt.
-			a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", *resp.Sid, "err", err)
-		}
 	}
 	return nil
 }

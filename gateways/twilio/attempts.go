@@ -1,0 +1,182 @@
+package twilio
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/twilio/twilio-go/client"
+	openapi "github.com/twilio/twilio-go/rest/api/v2010"
+
+	"github.com/xmppgw/xmppgw/gateways"
+)
+
+// An attempt record is written before each create call and completed with
+// the message SID once Twilio answers. A redelivered message whose record
+// has a SID was accepted already (the process died before acknowledging it
+// on the bus); one whose record has no SID had an unknown outcome (a timeout
+// after the request left, a crash mid-call), so Twilio is asked before the
+// message is sent again.
+type attempt struct {
+	Started time.Time `json:"started"`
+	From    string    `json:"from"`
+	To      string    `json:"to"`
+	Body    string    `json:"body"`
+	SID     string    `json:"sid,omitempty"`
+}
+
+// clockSkew is how far Twilio's clock and ours may disagree when matching a
+// message Twilio lists to an attempt of ours.
+const clockSkew = 30 * time.Second
+
+// settleMargin is added to request_timeout before an attempt of unknown
+// outcome is looked up at Twilio.
+const settleMargin = 2 * time.Second
+
+func (a *Adapter) attemptKey(m gateways.Outbound) string {
+	sum := sha256.Sum256([]byte(m.From + "\x00" + m.ID))
+	return ID + "." + a.name + ".att." + hex.EncodeToString(sum[:16])
+}
+
+// alreadySent reports whether an earlier attempt of m reached Twilio, and
+// records its SID if so. Only redeliveries (Attempt > 1) can have one.
+func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, body string) (bool, error) {
+	if m.Attempt <= 1 {
+		return false, nil
+	}
+	e, err := a.msgs.Get(ctx, a.attemptKey(m))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading the attempt record: %w", err)
+	}
+	var rec attempt
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return false, nil // unreadable: behave as if there were none
+	}
+	if rec.SID != "" {
+		a.log.Info("redelivered message was already accepted by Twilio; not sending it again", "id", m.ID, "sid", rec.SID)
+		return true, nil
+	}
+	// The earlier request may still be in flight at Twilio (our client gave
+	// up, the server did not): wait until it must have finished, else the
+	// list below could miss a message that is about to exist.
+	if wait := time.Until(rec.Started.Add(a.cfg.RequestTimeout + settleMargin)); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return false, fmt.Errorf("waiting for an earlier attempt to settle: %w", ctx.Err())
+		}
+	}
+	sid, err := a.findSent(ctx, m, rec, from, body)
+	if err != nil {
+		return false, err
+	}
+	if sid == "" {
+		return false, nil
+	}
+	a.log.Info("an earlier attempt with an unknown outcome did reach Twilio; not sending again", "id", m.ID, "sid", sid)
+	a.recordSent(ctx, m, sid)
+	return true, nil
+}
+
+// findSent looks for the message at Twilio: same From and To, same body,
+// created no earlier than the attempt began, and not known to be another
+// stanza's message.
+func (a *Adapter) findSent(ctx context.Context, m gateways.Outbound, rec attempt, from, body string) (string, error) {
+	p := &openapi.ListMessageParams{}
+	p.SetFrom(from)
+	p.SetTo(m.To)
+	p.SetPageSize(50)
+	p.SetLimit(50)
+	list, err := a.list(ctx, p)
+	if err != nil {
+		return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: %w", err)
+	}
+	for _, msg := range list {
+		if msg.Sid == nil || msg.Body == nil || *msg.Body != body || msg.DateCreated == nil {
+			continue
+		}
+		created, err := time.Parse(time.RFC1123Z, *msg.DateCreated)
+		if err != nil || created.Before(rec.Started.Add(-clockSkew)) {
+			continue
+		}
+		if other, err := a.msgs.Get(ctx, a.sidKey(*msg.Sid)); err == nil {
+			var sr sentRecord
+			if json.Unmarshal(other.Value(), &sr) == nil && (sr.Ref != m.ID || sr.User != m.From) {
+				continue // an identical text of another message
+			}
+		}
+		return *msg.Sid, nil
+	}
+	return "", nil
+}
+
+func (a *Adapter) list(ctx context.Context, p *openapi.ListMessageParams) ([]openapi.ApiV2010Message, error) {
+	type result struct {
+		m   []openapi.ApiV2010Message
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := a.api.ListMessage(p)
+		ch <- result{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// beginAttempt records that a create call is about to be made.
+func (a *Adapter) beginAttempt(ctx context.Context, m gateways.Outbound, from, body string) error {
+	rec, _ := json.Marshal(attempt{Started: time.Now().UTC(), From: from, To: m.To, Body: body})
+	if _, err := a.msgs.Put(ctx, a.attemptKey(m), rec); err != nil {
+		return fmt.Errorf("recording the attempt: %w", err)
+	}
+	return nil
+}
+
+// endAttempt settles the record after Twilio answered: with the SID when it
+// accepted, removed when it refused (nothing was created, so a retry needs
+// no check). An ambiguous outcome leaves the record for the next attempt.
+func (a *Adapter) endAttempt(ctx context.Context, m gateways.Outbound, sid string, err error) {
+	var te *client.TwilioRestError
+	switch {
+	case sid != "":
+		a.recordSent(ctx, m, sid)
+	case errors.As(err, &te):
+		_ = a.msgs.Delete(ctx, a.attemptKey(m))
+	}
+}
+
+// recordSent stores the SID under the attempt and maps the SID back to the
+// stanza for delivery reports. A failure here costs a receipt or a check,
+// not a message: log it.
+func (a *Adapter) recordSent(ctx context.Context, m gateways.Outbound, sid string) {
+	rec, _ := json.Marshal(sentRecord{Ref: m.ID, User: m.From, Contact: m.To, Receipt: m.Receipt})
+	if _, err := a.msgs.Put(ctx, a.sidKey(sid), rec); err != nil {
+		a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", sid, "err", err)
+	}
+	if e, err := a.msgs.Get(ctx, a.attemptKey(m)); err == nil {
+		var at attempt
+		if json.Unmarshal(e.Value(), &at) == nil {
+			at.SID = sid
+			b, _ := json.Marshal(at)
+			_, err = a.msgs.Put(ctx, a.attemptKey(m), b)
+		}
+		if err != nil {
+			a.log.Warn("could not complete the attempt record", "sid", sid, "err", err)
+		}
+	}
+}
