@@ -391,3 +391,27 @@ func IsStorageFull(err error) bool {
 	}
 	return err != nil && strings.Contains(err.Error(), "insufficient")
 }
+
+// Pull hands each message of cons to handle, one at a time and in order,
+// until ctx ends. Every round is a fresh pull request that expires after
+// maxWait, so no pull state can wedge for longer: nats.go's long-lived
+// Consume was seen to stop delivering while messages were pending. When ctx
+// ends, the round in hand is still handled (handing it back would reorder
+// it), so Pull returns within about maxWait.
+func Pull(ctx context.Context, cons jetstream.Consumer, batch int, maxWait time.Duration, handle func(jetstream.Msg)) {
+	for ctx.Err() == nil {
+		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(maxWait))
+		if err != nil {
+			// Not connected, or the consumer is gone for a moment: the
+			// connection reconnects by itself; try again shortly.
+			select {
+			case <-ctx.Done():
+			case <-time.After(maxWait / 4):
+			}
+			continue
+		}
+		for m := range msgs.Messages() {
+			handle(m)
+		}
+	}
+}

@@ -146,10 +146,13 @@ func (c *Component) Run(ctx context.Context) error {
 		Stream:  bus.StreamIn,
 		Name:    bus.ComponentConsumer(c.o.Name),
 		Subject: bus.InSubject(c.o.Name),
-		// Short: envelopes prefetched by a stream that then died come back
-		// soon after the next stream is up.
+		// One in flight: the next envelope is handed over only once the
+		// previous one is written and acknowledged, so users see messages
+		// in order even across a lost stream (a nak'd envelope comes back
+		// before anything newer). The cost is one in-process ack round trip
+		// per message.
 		AckWait:       10 * time.Second,
-		MaxAckPending: 512,
+		MaxAckPending: 1,
 	})
 	if err != nil {
 		return err
@@ -228,24 +231,22 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 	c.setStatus(true, "")
 	c.log.Info("component stream up", "server", c.o.Server, "domain", c.o.Domain)
 
-	// Inbound envelopes flow only while this stream is up.
-	cc, err := cons.Consume(func(msg jetstream.Msg) { c.deliver(ctx, sess, msg) },
-		jetstream.PullMaxMessages(128),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			c.log.Debug("inbound consume", "err", err)
-		}))
-	if err != nil {
-		_ = sess.Close()
-		return true, fmt.Errorf("consume inbound envelopes: %w", err)
-	}
+	// Inbound envelopes flow only while this stream is up, one at a time so
+	// they reach the user in order.
+	pullCtx, stopPull := context.WithCancel(context.WithoutCancel(ctx))
+	pulled := make(chan struct{})
+	go func() {
+		defer close(pulled)
+		bus.Pull(pullCtx, cons, 64, time.Second, func(msg jetstream.Msg) { c.deliver(sess, msg) })
+	}()
 
 	served := make(chan error, 1)
 	go func() { served <- sess.Serve(c.handler(ctx)) }()
 
 	select {
 	case err = <-served:
-		cc.Stop()
-		<-cc.Closed()
+		stopPull()
+		<-pulled
 		if err == nil {
 			err = io.EOF
 		}
@@ -253,12 +254,8 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 	case <-ctx.Done():
 		// Stop taking inbound work, let what is being written finish, then
 		// close the stream and give the server a moment to close its side.
-		cc.Drain()
-		select {
-		case <-cc.Closed():
-		case <-time.After(3 * time.Second):
-			cc.Stop()
-		}
+		stopPull()
+		<-pulled
 		// Session.SetCloseDeadline races with Serve in mellium v0.22, so
 		// bound the wait for the server's </stream:stream> ourselves.
 		_ = sess.Close()

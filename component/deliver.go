@@ -13,9 +13,13 @@ import (
 	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
+// writeTimeout bounds writing one envelope's stanzas to the server.
+const writeTimeout = 10 * time.Second
+
 // deliver writes one inbound envelope to the XMPP stream and acknowledges it
-// once written. A write failure leaves it on the bus for the next stream.
-func (c *Component) deliver(ctx context.Context, sess *xmpp.Session, msg jetstream.Msg) {
+// once written. A write failure leaves it on the bus for the next stream and
+// ends this one: a timed-out write may have left half a stanza on the wire.
+func (c *Component) deliver(sess *xmpp.Session, msg jetstream.Msg) {
 	e, err := bus.Decode(msg.Data())
 	if err != nil {
 		c.log.Error("dropping undecodable inbound envelope", "subject", msg.Subject(), "err", err)
@@ -32,14 +36,20 @@ func (c *Component) deliver(ctx context.Context, sess *xmpp.Session, msg jetstre
 		_ = msg.Term()
 		return
 	}
-	// Not bound to ctx: during shutdown the consumer is drained, and what it
-	// still hands over should be written, not failed.
-	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
+	// The deadline is set on the connection rather than through a context:
+	// mellium arms a goroutine per write for a context and clears the
+	// deadline right after firing it, which can leave a blocked write
+	// blocked. Cleared after, so the Serve goroutine's replies are not cut
+	// short by a stale deadline. Not bound to the run context: during
+	// shutdown the consumer is drained, and what it hands over is written.
+	conn := sess.Conn()
+	_ = conn.SetWriteDeadline(time.Now().Add(writeTimeout))
+	defer conn.SetWriteDeadline(time.Time{})
 	for _, s := range stanzas {
-		if err := sess.Encode(wctx, s); err != nil {
-			c.log.Debug("inbound write failed; will redeliver", "id", e.ID, "err", err)
+		if err := sess.Encode(context.Background(), s); err != nil {
+			c.log.Warn("writing to the XMPP server failed; closing the stream, the message will be redelivered", "id", e.ID, "err", err)
 			_ = msg.Nak()
+			_ = conn.Close()
 			return
 		}
 	}

@@ -118,6 +118,10 @@ func (r *Runner) Run(ctx context.Context) error {
 	// redeliver nak'd messages in sequence order.
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
+	// The grace period starts when ctx ends, even if the pull loop is still
+	// handing over its last round.
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(ShutdownGrace, cancelWork) })
+	defer stopGrace()
 	queues := make([]chan job, r.o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -136,7 +140,8 @@ func (r *Runner) Run(ctx context.Context) error {
 			}
 		}(queues[i])
 	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
+	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
+	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
 		j := job{msg: msg}
 		j.env, j.err = bus.Decode(msg.Data())
 		select {
@@ -144,26 +149,9 @@ func (r *Runner) Run(ctx context.Context) error {
 		case <-workCtx.Done():
 			_ = j.msg.Nak() // past the grace period: redelivered to whoever runs next
 		}
-	}, jetstream.PullMaxMessages(r.o.Workers*32), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
-			r.log.Debug("consume", "err", err)
-		}
-	}))
-	if err != nil {
-		for _, q := range queues {
-			close(q)
-		}
-		wg.Wait()
-		return fmt.Errorf("gateways: consume %s: %w", r.o.Name, err)
-	}
-	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
-	<-ctx.Done()
-	// Stop taking new work, let the workers finish what they hold, within a
-	// grace period: shutdown must stay quick even with a slow network.
-	grace := time.AfterFunc(ShutdownGrace, cancelWork)
-	defer grace.Stop()
-	cc.Drain()
-	<-cc.Closed()
+	})
+	// Stopped taking new work: the workers finish what they hold, within the
+	// grace period, so shutdown stays quick even with a slow network.
 	for _, q := range queues {
 		close(q)
 	}

@@ -1,12 +1,16 @@
 package e2e_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -109,5 +113,61 @@ func BenchmarkTwilioProsody(b *testing.B) {
 		}
 		b.ReportMetric(at(0.50), m.name+"-p50-ms")
 		b.ReportMetric(at(0.99), m.name+"-p99-ms")
+	}
+}
+
+// BenchmarkInboundFlood posts b.N signed webhooks from 8 concurrent posters
+// and reports how many messages per second reach the XMPP client.
+func BenchmarkInboundFlood(b *testing.B) {
+	srv := xmpptest.StartProsody(b, xmpptest.Options{Components: map[string]string{smsDomain: "secret"}})
+	tw := twiliotest.Start(b, accountSID, authToken)
+	g := startGateway(b, twilioConfig(srv.ComponentAddr(), tw.URL, "localhost"))
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
+	alice := xmpptest.Login(b, srv, "alice", "password")
+	hook := g.httpURL + "/twilio/sms/sms"
+	params := make([]url.Values, b.N)
+	for i := range params {
+		params[i] = tw.InboundSMS(friend, aliceNum, fmt.Sprintf("flood %d", i))
+	}
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := next.Add(1) - 1; i < int64(b.N); i = next.Add(1) - 1 {
+				sig := twiliotest.Sign(authToken, hook, params[i])
+				if code, _, err := twiliotest.PostForm(context.Background(), hook, sig, params[i]); err != nil || code != 200 {
+					b.Errorf("webhook %d: %d %v", i, code, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	count := func() int {
+		n := 0
+		for _, raw := range alice.Stanzas() {
+			if strings.Contains(raw, "<body>flood ") {
+				n++
+			}
+		}
+		return n
+	}
+	if !poll(time.Minute, func() bool { return count() >= b.N }) {
+		_, metrics, _ := g.get("/metrics")
+		var lines []string
+		for _, l := range strings.Split(metrics, "\n") {
+			if strings.HasPrefix(l, "xmppgw_") {
+				lines = append(lines, l)
+			}
+		}
+		b.Fatalf("%d of %d messages arrived; gateway metrics:\n%s", count(), b.N, strings.Join(lines, "\n"))
+	}
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msg/s")
+	if n := count(); n != b.N {
+		b.Errorf("%d messages arrived, want %d", n, b.N)
 	}
 }

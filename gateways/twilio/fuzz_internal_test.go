@@ -1,0 +1,293 @@
+package twilio
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/twiliotest"
+)
+
+// FuzzTranslateAddress: whatever a user types into jabber:iq:gateway, the
+// answer is an E.164 number or a jid-malformed error saying why.
+func FuzzTranslateAddress(f *testing.F) {
+	for _, s := range []string{
+		"(555) 123-4567", "555.123.4567", "+44 20 7946 0958", "+1 555 123 4567", "12", "call me", "",
+		"+", "++1", "+0 123", "+800 1234 5678", "+1 (555) 123-4567 ext. 89", "tel:+15551234567",
+		"+1555123456789012345", "００１ ５５５ １２３ ４５６７", "+49 (0) 30 1234567", "\x00\xff", "+1-555-CALL-NOW",
+		"+882 3456789012", "  +33 1 23 45 67 89  ",
+	} {
+		f.Add(s)
+	}
+	adapters := []*Adapter{{cfg: &Config{DefaultRegion: "US"}}, {cfg: &Config{}}}
+	f.Fuzz(func(t *testing.T, in string) {
+		for _, a := range adapters {
+			got, err := a.TranslateAddress(in)
+			if err == nil {
+				if !e164.MatchString(got) {
+					t.Fatalf("region %q: TranslateAddress(%q) = %q, not E.164", a.cfg.DefaultRegion, in, got)
+				}
+				continue
+			}
+			var ge *gateways.Error
+			if !errors.As(err, &ge) || ge.Condition != gateways.JIDMalformed || ge.Text == "" {
+				t.Fatalf("region %q: TranslateAddress(%q) error %#v, want jid-malformed with a text", a.cfg.DefaultRegion, in, err)
+			}
+		}
+	})
+}
+
+// FuzzSegments: every body costs at least one segment in a known encoding,
+// and a longer body never costs less.
+func FuzzSegments(f *testing.F) {
+	for _, s := range []struct {
+		body string
+		r    rune
+	}{
+		{"", 'a'}, {strings.Repeat("a", 160), 'a'}, {strings.Repeat("a", 160), 'ж'}, {strings.Repeat("€", 80), '€'},
+		{strings.Repeat("€", 76), 'ж'}, {strings.Repeat("ж", 70), '😀'}, {strings.Repeat("😀", 35), 'a'},
+		{"\xe2\x82", 0xac}, {"a\xff", -1}, {strings.Repeat("a", 152), '€'}, {strings.Repeat("ж", 66), '😀'},
+	} {
+		f.Add(s.body, s.r)
+	}
+	f.Fuzz(func(t *testing.T, body string, r rune) {
+		n, enc := Segments(body)
+		if n < 1 || (enc != "GSM-7" && enc != "UCS-2") {
+			t.Fatalf("Segments(%q) = %d %q", body, n, enc)
+		}
+		if m, enc2 := Segments(body + string(r)); m < n {
+			t.Fatalf("Segments(%q) = %d %s but with %q appended %d %s", body, n, enc, r, m, enc2)
+		}
+	})
+}
+
+// recordingHost remembers what the adapter handed to the gateway.
+type recordingHost struct {
+	mu        sync.Mutex
+	delivered []gateways.Inbound
+	reported  []gateways.Status
+}
+
+func (h *recordingHost) Deliver(_ context.Context, m gateways.Inbound) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.delivered = append(h.delivered, m)
+	return nil
+}
+
+func (h *recordingHost) Report(_ context.Context, s gateways.Status) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reported = append(h.reported, s)
+	return nil
+}
+
+func (h *recordingHost) counts() (delivered, reported int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.delivered), len(h.reported)
+}
+
+const (
+	fuzzSID       = "AC00000000000000000000000000000000"
+	fuzzToken     = "0123456789abcdef0123456789abcdef"
+	fuzzNumber    = "+15550009999"
+	fuzzPublicURL = "https://gw.example.org"
+	fuzzSentSID   = "SMffffffffffffffffffffffffffffffff" // has a sent record
+)
+
+// webhookAdapter is a real adapter on a real embedded bus, started with a
+// recording host.
+func webhookAdapter(f *testing.F) (*Adapter, *recordingHost) {
+	dir, err := os.MkdirTemp("", "xmppgw-twilio-fuzz-")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, bus.Options{DataDir: dir})
+	if err != nil {
+		f.Fatalf("bus.Open: %v", err)
+	}
+	f.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Close(ctx)
+	})
+	regs, err := b.JetStream().KeyValue(ctx, bus.BucketRegistrations)
+	if err != nil {
+		f.Fatal(err)
+	}
+	msgs, err := b.JetStream().KeyValue(ctx, bus.BucketMessages)
+	if err != nil {
+		f.Fatal(err)
+	}
+	cfg := newConfig().(*Config)
+	cfg.AccountSID, cfg.AuthToken = fuzzSID, fuzzToken
+	cfg.Numbers = map[string]string{fuzzNumber: "alice@localhost"}
+	if err := cfg.Validate(); err != nil {
+		f.Fatal(err)
+	}
+	ad, err := New(gateways.Params{Name: "sms", Domain: "sms.localhost", Config: cfg, PublicURL: fuzzPublicURL,
+		Registrations: regs, Messages: msgs})
+	if err != nil {
+		f.Fatal(err)
+	}
+	a := ad.(*Adapter)
+	h := &recordingHost{}
+	if err := a.Start(ctx, h); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { _ = a.Stop(context.Background()) })
+	// A message sent earlier, with a receipt requested, so that status
+	// callbacks can reach Report.
+	rec, _ := json.Marshal(sentRecord{Ref: "stanza-1", User: "alice@localhost/phone", Contact: "+15551234567", Receipt: true})
+	if _, err := msgs.Put(ctx, a.sidKey(fuzzSentSID), rec); err != nil {
+		f.Fatal(err)
+	}
+	return a, h
+}
+
+func form(kv ...string) string {
+	v := url.Values{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Add(kv[i], kv[i+1])
+	}
+	return v.Encode()
+}
+
+var webhookStatuses = map[int]bool{200: true, 204: true, 400: true, 403: true, 413: true, 503: true}
+
+// FuzzWebhook POSTs correctly signed, otherwise arbitrary forms to the
+// webhooks: whatever Twilio (or whoever holds the token) sends, the handler
+// answers with a known status, delivers a stored message exactly once, and
+// never echoes the token.
+func FuzzWebhook(f *testing.F) {
+	inbound := []string{"AccountSid", fuzzSID, "MessageSid", "SM00000000000000000000000000000001", "From", "+15551230001", "To", fuzzNumber}
+	seeds := []struct {
+		body   string
+		status bool
+	}{
+		{form(append(inbound, "Body", "hi alice", "NumMedia", "0", "SmsStatus", "received")...), false},
+		{form(append(inbound, "Body", "look", "NumMedia", "2",
+			"MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/"+fuzzSID+"/Messages/MM1/Media/ME1", "MediaContentType0", "image/png",
+			"MediaUrl1", "https://evil.example/x", "MediaContentType1", "text/html")...), false},
+		{form(append(inbound, "NumMedia", "99999999999999999999", "MediaUrl0", "x")...), false},
+		{form(append(inbound, "NumMedia", "-1")...), false},
+		{form("AccountSid", fuzzSID, "MessageSid", "SM2", "From", "ACME Bank", "To", "+15550000000", "Body", "nobody's"), false},
+		{form("AccountSid", fuzzSID, "MessageSid", "SM3", "From", "12345", "To", "+1.*>"), false},
+		{form("AccountSid", fuzzSID, "From", "+15551230001", "To", fuzzNumber), false},
+		{form("AccountSid", "AC11111111111111111111111111111111", "MessageSid", "SM4", "From", "+15551230001", "To", fuzzNumber), false},
+		{form(append(inbound, "To", "+15550000000", "Body", "two To values")...), false},
+		{"MessageSid=SM5&From=%2B1&To=%2B15550009999&AccountSid=" + fuzzSID + "&Body=%00%ff%3Cx%3E", false},
+		{"", false},
+		{form(append(inbound, "Body", strings.Repeat("x", maxWebhookBody))...), false}, // 413
+		{form("AccountSid", fuzzSID, "MessageSid", fuzzSentSID, "MessageStatus", "delivered"), true},
+		{form("AccountSid", fuzzSID, "MessageSid", fuzzSentSID, "MessageStatus", "undelivered", "ErrorCode", "30003"), true},
+		{form("AccountSid", fuzzSID, "MessageSid", fuzzSentSID, "MessageStatus", "failed", "ErrorCode", "99999"), true},
+		{form("AccountSid", fuzzSID, "MessageSid", fuzzSentSID, "MessageStatus", "sent"), true},
+		{form("AccountSid", fuzzSID, "MessageSid", "SMunknown", "MessageStatus", "delivered"), true},
+		{form("AccountSid", fuzzSID, "MessageSid", "a b.*>", "MessageStatus", "failed"), true},
+		{form("AccountSid", fuzzSID, "MessageStatus", "failed"), true},
+	}
+	for _, s := range seeds {
+		f.Add(s.body, s.status)
+	}
+	a, host := webhookAdapter(f)
+	handler := a.HTTPHandler()
+	f.Fuzz(func(t *testing.T, body string, status bool) {
+		values, err := url.ParseQuery(body)
+		if err != nil {
+			return
+		}
+		path := a.base + "/sms"
+		if status {
+			path = a.base + "/status"
+		}
+		// twilio-go's validator signs the first value of each key (see
+		// twiliotest.Sign); sign what it checks so repeated keys get in too.
+		first := url.Values{}
+		for k, v := range values {
+			first.Set(k, v[0])
+		}
+		req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("X-Twilio-Signature", twiliotest.Sign(fuzzToken, fuzzPublicURL+path, first))
+		w := httptest.NewRecorder()
+		d0, r0 := host.counts()
+		handler.ServeHTTP(w, req)
+		d1, r1 := host.counts()
+
+		code, answer := w.Code, w.Body.String()
+		if !webhookStatuses[code] {
+			t.Fatalf("%s %q: status %d %q", path, body, code, answer)
+		}
+		if strings.Contains(answer, fuzzToken) {
+			t.Fatalf("%s %q: the answer contains the auth token: %q", path, body, answer)
+		}
+		if values.Get("AccountSid") != fuzzSID && code != http.StatusForbidden && code != http.StatusRequestEntityTooLarge {
+			t.Fatalf("%s %q: a webhook for another account answered %d", path, body, code)
+		}
+		if status {
+			if d1 != d0 {
+				t.Fatalf("a status callback delivered a message: %q", body)
+			}
+			if r1 != r0 {
+				if r1 != r0+1 || code != http.StatusNoContent {
+					t.Fatalf("status %q: %d reports, answer %d", body, r1-r0, code)
+				}
+				host.mu.Lock()
+				rep := host.reported[r1-1]
+				host.mu.Unlock()
+				if rep.Ref != "stanza-1" || (rep.State != bus.StateDelivered && rep.State != bus.StateFailed) {
+					t.Fatalf("status %q reported %+v", body, rep)
+				}
+			}
+			return
+		}
+		if r1 != r0 {
+			t.Fatalf("an inbound message made a report: %q", body)
+		}
+		if code != http.StatusOK {
+			if d1 != d0 {
+				t.Fatalf("inbound %q answered %d but was delivered", body, code)
+			}
+			return
+		}
+		sid := values.Get("MessageSid")
+		if sid == "" || values.Get("From") == "" || values.Get("To") != fuzzNumber {
+			if d1 != d0 {
+				t.Fatalf("inbound %q delivered though it is not for alice", body)
+			}
+			return
+		}
+		if d1 != d0+1 {
+			t.Fatalf("inbound %q: 200 after %d deliveries, want 1", body, d1-d0)
+		}
+		host.mu.Lock()
+		in := host.delivered[d1-1]
+		host.mu.Unlock()
+		if in.ProviderID != sid || in.To != "alice@localhost" || in.From != values.Get("From") || in.Body != values.Get("Body") {
+			t.Fatalf("inbound %q delivered as %+v", body, in)
+		}
+		for _, m := range in.Media {
+			if !strings.HasPrefix(m.URL, fuzzPublicURL+a.base+"/media/") || strings.Contains(m.URL, fuzzSID) {
+				t.Fatalf("inbound %q: media link %q is not an opaque gateway URL", body, m.URL)
+			}
+		}
+		if len(in.Media) > 10 {
+			t.Fatalf("inbound %q: %d media items", body, len(in.Media))
+		}
+	})
+}
