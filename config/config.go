@@ -49,6 +49,9 @@ type Bus struct {
 	// Replicas of each stream, 1..5; 1 without URL because a single embedded
 	// server rejects more.
 	Replicas int `koanf:"replicas"`
+	// SyncAlways makes the embedded server fsync every write before
+	// acknowledging it, so a power loss cannot take acknowledged messages.
+	SyncAlways bool `koanf:"sync_always"`
 }
 
 // HTTP configures the HTTP listener (webhooks, metrics).
@@ -138,7 +141,7 @@ const redacted = "[redacted]"
 func defaults() map[string]any {
 	return map[string]any{
 		"xmpp": map[string]any{"server": "127.0.0.1:5347"},
-		"bus":  map[string]any{"data_dir": "./data", "replicas": 1},
+		"bus":  map[string]any{"data_dir": "./data", "replicas": 1, "sync_always": true},
 		"log":  map[string]any{"level": "info", "format": "text"},
 	}
 }

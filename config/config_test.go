@@ -211,7 +211,7 @@ func TestLoadLayers(t *testing.T) {
 			name: "default bus",
 			in:   input{yaml: minimalYAML},
 			get:  func(c *config.Config) any { return c.Bus },
-			want: config.Bus{DataDir: "./data", Replicas: 1},
+			want: config.Bus{DataDir: "./data", Replicas: 1, SyncAlways: true},
 		},
 		{
 			name: "default log",

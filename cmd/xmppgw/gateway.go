@@ -45,6 +45,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		DataDir:         cfg.Bus.DataDir,
 		Listen:          cfg.Bus.Listen,
 		Replicas:        cfg.Bus.Replicas,
+		SyncAlways:      cfg.Bus.SyncAlways,
 		Logger:          log.With("component", "bus"),
 	})
 	if err != nil {
