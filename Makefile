@@ -2,7 +2,7 @@
 # the end-to-end tests run real servers.
 GO ?= go
 
-.PHONY: all build test demo vet bench clean
+.PHONY: all build test demo vet bench fuzz clean
 
 all: vet build
 
@@ -21,6 +21,19 @@ demo:
 bench:
 	bash deploy/install-deps.sh prosody
 	$(GO) test -run XXX -bench . -benchtime 1000x ./internal/e2e/
+
+# Each fuzz target for $(FUZZTIME); Go fuzzes one target per invocation.
+# Failing inputs land in the package's testdata/fuzz/<Target>/, where plain
+# `go test` replays them with the committed seeds.
+FUZZTIME ?= 10s
+
+fuzz:
+	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bus/
+	$(GO) test -run XXX -fuzz '^FuzzOutbound$$' -fuzztime $(FUZZTIME) ./component/
+	$(GO) test -run XXX -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./component/
+	$(GO) test -run XXX -fuzz '^FuzzTranslateAddress$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
+	$(GO) test -run XXX -fuzz '^FuzzSegments$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
+	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
 
 vet:
 	@unformatted="$$(gofmt -l .)"; \

@@ -137,6 +137,42 @@ func TestOutboundTooLarge(t *testing.T) {
 	}
 }
 
+// TestOutboundEncodedSize: the limit holds for the envelope as stored, not
+// just for the text: JSON writes "<" as six bytes, so 200 000 of them (well
+// under the text limit) made a 1.2 MB envelope that NATS and bus.Decode
+// refuse, and the sender was told to try again.
+func TestOutboundEncodedSize(t *testing.T) {
+	c := fuzzComponent(t)
+	for _, tt := range []struct {
+		name, body, thread, id string
+	}{
+		{"markup body", strings.Repeat("<", 200_000), "", "big"},
+		{"huge thread", "hi", strings.Repeat("&", 200_000), "thread"},
+		{"huge id", "hi", "", strings.Repeat("x", maxMessageBytes)},
+	} {
+		raw := fmt.Sprintf(`<message from='alice@localhost/phone' to='+15551234567@sms.localhost' type='chat' id='%s'><body><![CDATA[%s]]></body><thread><![CDATA[%s]]></thread></message>`,
+			tt.id, tt.body, tt.thread)
+		m, ok := decodeMessage([]byte(raw))
+		if !ok {
+			t.Fatalf("%s: the stanza does not decode", tt.name)
+		}
+		env, msgID, ref := c.outbound(&m)
+		if ref != nil {
+			if ref.cond != "not-acceptable" || !strings.Contains(ref.text, fmt.Sprint(maxMessageBytes)) {
+				t.Errorf("%s: refusal %s %q; want not-acceptable naming the limit", tt.name, ref.cond, ref.text)
+			}
+			continue
+		}
+		data, err := bus.Encode(env)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if _, err := bus.Decode(data); err != nil || len(data)+len(msgID) > maxMessageBytes {
+			t.Errorf("%s: accepted, but the envelope is %d bytes (+%d of dedup id) and Decode says %v", tt.name, len(data), len(msgID), err)
+		}
+	}
+}
+
 // FuzzEscape: XEP-0106 escaping is reversible and leaves none of the
 // characters a localpart cannot hold.
 func FuzzEscape(f *testing.F) {

@@ -141,6 +141,14 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 	if m.ID != "" {
 		msgID = "out:" + r.from.String() + "|" + m.ID
 	}
+	// Measure what the bus stores too: JSON writes <, > and & as six bytes
+	// each, and the id and thread travel as well, so a body under the limit
+	// can still make an envelope the bus refuses (then the sender would be
+	// told to retry something that can never be stored).
+	if data, err := bus.Encode(env); err == nil && len(data)+len(msgID) > maxMessageBytes {
+		return nil, "", &refusal{"modify", "not-acceptable",
+			fmt.Sprintf("the message takes %d bytes once encoded; this gateway carries at most %d", len(data)+len(msgID), maxMessageBytes)}
+	}
 	return env, msgID, nil
 }
 

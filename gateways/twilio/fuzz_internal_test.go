@@ -48,7 +48,8 @@ func FuzzTranslateAddress(f *testing.F) {
 }
 
 // FuzzSegments: every body costs at least one segment in a known encoding,
-// and a longer body never costs less.
+// a longer body never costs less, and the count is what the fake Twilio
+// (which follows Twilio's segment calculator) bills.
 func FuzzSegments(f *testing.F) {
 	for _, s := range []struct {
 		body string
@@ -57,6 +58,7 @@ func FuzzSegments(f *testing.F) {
 		{"", 'a'}, {strings.Repeat("a", 160), 'a'}, {strings.Repeat("a", 160), 'ж'}, {strings.Repeat("€", 80), '€'},
 		{strings.Repeat("€", 76), 'ж'}, {strings.Repeat("ж", 70), '😀'}, {strings.Repeat("😀", 35), 'a'},
 		{"\xe2\x82", 0xac}, {"a\xff", -1}, {strings.Repeat("a", 152), '€'}, {strings.Repeat("ж", 66), '😀'},
+		{strings.Repeat("a", 152) + "€" + strings.Repeat("a", 152), 'a'}, {strings.Repeat("ж", 66) + "😀" + strings.Repeat("ж", 66), 'a'},
 	} {
 		f.Add(s.body, s.r)
 	}
@@ -68,7 +70,30 @@ func FuzzSegments(f *testing.F) {
 		if m, enc2 := Segments(body + string(r)); m < n {
 			t.Fatalf("Segments(%q) = %d %s but with %q appended %d %s", body, n, enc, r, m, enc2)
 		}
+		if billed := twiliotest.CountSegments(body); n != billed {
+			t.Fatalf("Segments(%q) = %d %s; Twilio bills %d", body, n, enc, billed)
+		}
 	})
+}
+
+// TestSegmentsNoSplit: an extension character or a surrogate pair is never
+// cut between two segments, so it can cost a segment more than the units
+// divided by 153 or 67 suggest.
+func TestSegmentsNoSplit(t *testing.T) {
+	tests := []struct {
+		name, body string
+		want       int
+	}{
+		{"escape at a GSM boundary", strings.Repeat("a", 152) + "€" + strings.Repeat("a", 152), 3},
+		{"escape inside a GSM segment", strings.Repeat("a", 151) + "€" + strings.Repeat("a", 152), 2},
+		{"surrogate pair at a UCS-2 boundary", strings.Repeat("ж", 66) + "😀" + strings.Repeat("ж", 66), 3},
+		{"surrogate pair inside a UCS-2 segment", strings.Repeat("ж", 65) + "😀" + strings.Repeat("ж", 67), 2},
+	}
+	for _, tt := range tests {
+		if n, _ := Segments(tt.body); n != tt.want {
+			t.Errorf("%s: %d segments, want %d", tt.name, n, tt.want)
+		}
+	}
 }
 
 // recordingHost remembers what the adapter handed to the gateway.

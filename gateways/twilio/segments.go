@@ -20,33 +20,47 @@ func runeSet(s string) map[rune]bool {
 // Segments counts the SMS segments a body needs, as carriers bill them:
 // GSM-7 160 characters in one segment or 153 per segment when split; UCS-2
 // 70, or 67 per segment (counted in UTF-16 code units, so an emoji is two).
+// A split never cuts an extension character (escape + char) or a surrogate
+// pair in two, so a segment may carry one unit less.
 func Segments(body string) (segments int, encoding string) {
-	septets, gsm := 0, true
-	units := 0
+	gsm := true
 	for _, r := range body {
-		switch {
-		case gsmBasicSet[r]:
-			septets++
-		case gsmExtSet[r]:
-			septets += 2
-		default:
+		if !gsmBasicSet[r] && !gsmExtSet[r] {
 			gsm = false
-		}
-		if r >= 0x10000 {
-			units += 2
-		} else {
-			units++
+			break
 		}
 	}
-	if gsm {
-		return count(septets, 160, 153), "GSM-7"
-	}
-	return count(units, 70, 67), "UCS-2"
-}
-
-func count(n, single, multi int) int {
-	if n <= single {
+	single, multi, encoding := 160, 153, "GSM-7"
+	cost := func(r rune) int {
+		if gsmExtSet[r] {
+			return 2
+		}
 		return 1
 	}
-	return (n + multi - 1) / multi
+	if !gsm {
+		single, multi, encoding = 70, 67, "UCS-2"
+		cost = func(r rune) int {
+			if r >= 0x10000 {
+				return 2
+			}
+			return 1
+		}
+	}
+	total := 0
+	for _, r := range body {
+		total += cost(r)
+	}
+	if total <= single {
+		return 1, encoding
+	}
+	segments, used := 1, 0
+	for _, r := range body {
+		c := cost(r)
+		if used+c > multi {
+			segments++
+			used = 0
+		}
+		used += c
+	}
+	return segments, encoding
 }

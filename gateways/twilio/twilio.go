@@ -384,11 +384,17 @@ func (a *Adapter) TranslateAddress(input string) (string, error) {
 			"%q has no country code and this gateway has no default region: type it with + and the country code", in)
 	}
 	num, err := phonenumbers.Parse(in, region)
-	if err != nil || !phonenumbers.IsPossibleNumber(num) {
+	// "Possible" admits numbers shorter than E.164 allows (+4900), which
+	// Send would refuse: refuse them here, before the user adds the contact.
+	out := ""
+	if err == nil && phonenumbers.IsPossibleNumber(num) {
+		out = phonenumbers.Format(num, phonenumbers.E164)
+	}
+	if !e164.MatchString(out) {
 		return "", gateways.Reject(gateways.JIDMalformed,
 			"%q is not a phone number this gateway understands; type it with + and the country code, e.g. +44 20 7946 0958", in)
 	}
-	return phonenumbers.Format(num, phonenumbers.E164), nil
+	return out, nil
 }
 
 // AddressPrompt is shown by clients offering to add a contact.
