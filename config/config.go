@@ -37,7 +37,7 @@ type XMPP struct {
 // Bus configures the NATS bus joining the adapters.
 type Bus struct {
 	// URL is empty for the embedded nats-server, else comma-separated NATS URLs.
-	URL             string `koanf:"url"`
+	URL             string `koanf:"url" secret:"userinfo"`
 	CredentialsFile string `koanf:"credentials_file"` // only with URL
 	TLSCAFile       string `koanf:"tls_ca_file"`      // only with URL
 	TLSCertFile     string `koanf:"tls_cert_file"`    // only with URL; needs TLSKeyFile

@@ -22,6 +22,8 @@ type field struct {
 	index  []int
 	typ    reflect.Type
 	secret bool
+	// userinfo: a URL field whose user:password part is redacted.
+	userinfo bool
 }
 
 // structFields lists the keyed fields of struct type t the way mapstructure
@@ -60,7 +62,7 @@ func structFields(t reflect.Type) (fields []field, remain bool) {
 		if name == "" {
 			name = f.Name
 		}
-		fields = append(fields, field{key: name, index: []int{i}, typ: f.Type, secret: f.Tag.Get("secret") == "true"})
+		fields = append(fields, field{key: name, index: []int{i}, typ: f.Type, secret: f.Tag.Get("secret") == "true", userinfo: f.Tag.Get("secret") == "userinfo"})
 	}
 	return fields, remain
 }
@@ -238,6 +240,10 @@ func toPlain(v reflect.Value) any {
 				m[f.key] = redacted
 				continue
 			}
+			if f.userinfo && fv.Kind() == reflect.String {
+				m[f.key] = redactUserinfo(fv.String())
+				continue
+			}
 			m[f.key] = toPlain(fv)
 		}
 		return m
@@ -258,4 +264,18 @@ func toPlain(v reflect.Value) any {
 		return s
 	}
 	return v.Interface()
+}
+
+// redactUserinfo hides the user:password part of each URL in a
+// comma-separated list (nats://user:pass@host → nats://[redacted]@host).
+func redactUserinfo(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, p := range parts {
+		scheme := strings.Index(p, "://")
+		at := strings.LastIndex(p, "@")
+		if scheme >= 0 && at > scheme {
+			parts[i] = p[:scheme+3] + redacted + p[at:]
+		}
+	}
+	return strings.Join(parts, ",")
 }

@@ -390,11 +390,28 @@ func (a *Adapter) TranslateAddress(input string) (string, error) {
 	if err == nil && phonenumbers.IsPossibleNumber(num) {
 		out = phonenumbers.Format(num, phonenumbers.E164)
 	}
-	if !e164.MatchString(out) {
+	if !e164.MatchString(out) || !sameDigits(in, out) {
 		return "", gateways.Reject(gateways.JIDMalformed,
 			"%q is not a phone number this gateway understands; type it with + and the country code, e.g. +44 20 7946 0958", in)
 	}
 	return out, nil
+}
+
+// sameDigits guards against the parser silently dropping or changing digits
+// (it turns "+86 12345678901234567" into another, shorter number): the
+// digits typed, without leading zeros (trunk prefix), must be the end of the
+// E.164 number (a country code added), or the E.164 number the end of what
+// was typed (an international prefix such as 011 or 00 in front).
+func sameDigits(typed, e164 string) bool {
+	var b strings.Builder
+	for _, r := range typed {
+		if r >= '0' && r <= '9' {
+			b.WriteRune(r)
+		}
+	}
+	in := strings.TrimLeft(b.String(), "0")
+	out := strings.TrimPrefix(e164, "+")
+	return in != "" && (strings.HasSuffix(out, in) || strings.HasSuffix(in, out))
 }
 
 // AddressPrompt is shown by clients offering to add a contact.

@@ -57,6 +57,8 @@ func TestTranslateAddress(t *testing.T) {
 		{"555.123.4567", "+15551234567", ""},
 		{"+44 20 7946 0958", "+442079460958", ""},
 		{"+1 555 123 4567", "+15551234567", ""},
+		{"011 44 20 7946 0958", "+442079460958", ""},
+		{"+86 12345678901234567", "", "jid-malformed"}, // the parser would drop digits
 		{"12", "", "jid-malformed"},
 		{"call me", "", "jid-malformed"},
 		{"", "", "jid-malformed"},
@@ -73,6 +75,10 @@ func TestTranslateAddress(t *testing.T) {
 		if !errors.As(err, &ge) || string(ge.Condition) != tt.cond || ge.Text == "" {
 			t.Errorf("TranslateAddress(%q) error = %v, want %s with a text", tt.in, err, tt.cond)
 		}
+	}
+	uk := &Adapter{cfg: &Config{DefaultRegion: "GB"}}
+	if got, err := uk.TranslateAddress("020 7946 0958"); err != nil || got != "+442079460958" {
+		t.Errorf("GB trunk prefix: %q, %v", got, err)
 	}
 	noRegion := &Adapter{cfg: &Config{}}
 	if _, err := noRegion.TranslateAddress("555 123 4567"); err == nil || !strings.Contains(err.Error(), "country code") {

@@ -255,6 +255,12 @@ func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
 		ctype = rec.Type
 	}
 	w.Header().Set("Content-Type", ctype)
+	// Served from the gateway's own origin but chosen by whoever sent the
+	// MMS: never let it run as a page there.
+	w.Header().Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	if major, _, _ := strings.Cut(ctype, "/"); major != "image" && major != "audio" && major != "video" {
+		w.Header().Set("Content-Disposition", "attachment")
+	}
 	if cl := resp.Header.Get("Content-Length"); cl != "" {
 		w.Header().Set("Content-Length", cl)
 	}
