@@ -142,6 +142,25 @@ func (c *Client) SendRaw(t testing.TB, xml string) {
 	}
 }
 
+// Send sends xml (one or more stanzas) as is and returns the write's error
+// instead of failing the test: for goroutines other than the test's, which
+// must not call t.Fatal, and for tests that expect the stream to break.
+func (c *Client) Send(xml string) error {
+	select {
+	case <-c.recvEnd:
+		return fmt.Errorf("xmpptest: %s: send on a closed stream (%v)", c.jid, c.err())
+	default:
+	}
+	if _, err := c.xc.SendOrg(xml); err != nil {
+		return fmt.Errorf("xmpptest: %s: send: %w", c.jid, err)
+	}
+	return nil
+}
+
+// Done is closed when the stream has ended: the server closed it, the
+// connection broke, or Close was called.
+func (c *Client) Done() <-chan struct{} { return c.recvEnd }
+
 // WaitChat waits for a message matching pred, as go-xmpp reports it
 // (messages of every type, including "error"; not roster results), and
 // consumes it. It fails the test with everything received if none arrives

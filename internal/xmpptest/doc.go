@@ -17,6 +17,8 @@
 //	})
 //
 // Both servers accept plain-text authentication without TLS on loopback.
+// Offline storage is off unless Options.Offline is set, so a message to a
+// user without a session bounces (service-unavailable) rather than waiting.
 // Options.Users defaults to alice and bob with password "password";
 // Options.Domain defaults to "localhost". One component listener
 // (ComponentAddr) serves every domain in Options.Components; it only listens
@@ -50,6 +52,7 @@
 //	(*Server) Name, Domain, Dir, C2SAddr, ComponentAddr, Log, Start, Stop, Restart
 //	Login(t, srv, user, password) *Client
 //	(*Client) JID, BareJID, SendChat (returns the id), SendRaw,
+//	          Send (SendRaw returning the error, for other goroutines), Done,
 //	          WaitChat (xmpp.Chat), WaitStanza (Stanza), Stanzas (raw XML), Close
 //	ParseStanza(raw) (Stanza, error)
 //

@@ -223,5 +223,8 @@ modules:
   mod_disco: {}
   mod_ping: {}
 `)
+	if opts.Offline {
+		b.WriteString("  mod_offline: {}\n")
+	}
 	return b.String()
 }

@@ -90,7 +90,7 @@ component_interfaces = { "127.0.0.1" }
 component_ports = { %d }
 
 modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix" }
-modules_disabled = { "s2s"; "s2s_auth_certs"; "offline" }
+modules_disabled = { "s2s"; "s2s_auth_certs"%s }
 
 authentication = "internal_plain"
 storage = "internal"
@@ -100,11 +100,20 @@ allow_unencrypted_plain_auth = true
 VirtualHost %s
 `, q(filepath.Join(s.dir, "prosody.pid")), q(filepath.Join(s.dir, "data")),
 		level, q(filepath.Join(s.dir, "prosody.log")),
-		s.c2sPort, s.compPort, q(opts.Domain))
+		s.c2sPort, s.compPort, offlineModule(opts.Offline), q(opts.Domain))
 	for _, domain := range slices.Sorted(maps.Keys(opts.Components)) {
 		fmt.Fprintf(&b, "\nComponent %s\n\tcomponent_secret = %s\n", q(domain), q(opts.Components[domain]))
 	}
 	return b.String()
+}
+
+// offlineModule is the modules_disabled entry for mod_offline, which
+// Prosody loads unless told not to.
+func offlineModule(enabled bool) string {
+	if enabled {
+		return ""
+	}
+	return `; "offline"`
 }
 
 // luaString quotes s as a Lua string literal.

@@ -35,6 +35,10 @@ type Options struct {
 	// Users maps a localpart to a password. nil means
 	// {"alice": "password", "bob": "password"}; an empty map means no users.
 	Users map[string]string
+	// Offline enables offline storage (Prosody's mod_offline, ejabberd's
+	// mod_offline), as production servers have: a message to a user with no
+	// session is kept and delivered at the next login instead of bounced.
+	Offline bool
 }
 
 func (o Options) withDefaults() Options {

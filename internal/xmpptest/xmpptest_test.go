@@ -54,6 +54,44 @@ func TestServers(t *testing.T) {
 	}
 }
 
+// TestOffline: with Options.Offline a message to a user without a session
+// is kept and delivered at login; Send and Done work without a test.
+func TestOffline(t *testing.T) {
+	for _, srv := range servers {
+		t.Run(srv.name, func(t *testing.T) {
+			t.Parallel()
+			s := srv.start(t, xmpptest.Options{Offline: true})
+			alice := xmpptest.Login(t, s, "alice", "password")
+			if err := alice.Send(`<message to="bob@localhost" type="chat" id="kept-1"><body>while you were out</body></message>`); err != nil {
+				t.Fatal(err)
+			}
+			// Nothing bounces: ping after the message, so once the pong is
+			// in, an error would have been too.
+			alice.SendRaw(t, `<iq type="get" id="after-kept" to="localhost"><ping xmlns="urn:xmpp:ping"/></iq>`)
+			alice.WaitStanza(t, wait, func(s xmpptest.Stanza) bool { return s.ID == "after-kept" })
+			for _, raw := range alice.Stanzas() {
+				if strings.Contains(raw, "kept-1") {
+					t.Errorf("the message to offline bob bounced: %s", raw)
+				}
+			}
+			bob := xmpptest.Login(t, s, "bob", "password")
+			bob.WaitStanza(t, wait, func(s xmpptest.Stanza) bool { return s.Body == "while you were out" })
+
+			if err := alice.Close(); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-alice.Done():
+			default:
+				t.Error("Done is still open after Close")
+			}
+			if err := alice.Send(`<presence/>`); err == nil {
+				t.Error("Send on a closed stream returned nil")
+			}
+		})
+	}
+}
+
 func testChat(t *testing.T, s *xmpptest.Server) {
 	alice := xmpptest.Login(t, s, "alice", "password")
 	bob := xmpptest.Login(t, s, "bob", "password")
