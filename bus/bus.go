@@ -25,6 +25,11 @@ const (
 	StreamIn  = "XMPPGW_IN"  // adapters → component (network → XMPP)
 )
 
+const (
+	streamProbe  = "XMPPGW_PROBE"
+	probeSubject = "xmppgw._probe"
+)
+
 // KV buckets created at start.
 const (
 	// BucketRegistrations holds per-user gateway state (registrations, number
@@ -80,6 +85,40 @@ type Bus struct {
 	srv    *server.Server // nil when external
 	log    *slog.Logger
 	closer sync.Once
+
+	// Write health: set by a failed publish, cleared by a successful one.
+	healthMu     sync.Mutex
+	failingSince time.Time
+	lastFailure  error
+}
+
+// degradedTimeout caps publishes while the store is refusing writes, so a
+// backlog is refused quickly (its senders told) rather than one stalled
+// publish at a time. A healthy publish takes well under a millisecond
+// (a few with fsync).
+const degradedTimeout = 500 * time.Millisecond
+
+func (b *Bus) degraded() bool {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	return !b.failingSince.IsZero()
+}
+
+func (b *Bus) recordPublish(err error) {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	switch {
+	case err == nil:
+		if !b.failingSince.IsZero() {
+			b.log.Info("the bus stores messages again", "after", time.Since(b.failingSince).Round(time.Millisecond))
+		}
+		b.failingSince, b.lastFailure = time.Time{}, nil
+	case b.failingSince.IsZero():
+		b.failingSince, b.lastFailure = time.Now(), err
+		b.log.Error("the bus refuses to store messages; senders are told to retry", "err", err)
+	default:
+		b.lastFailure = err
+	}
 }
 
 // Open starts or connects to NATS and creates or updates the streams and KV
@@ -214,6 +253,14 @@ func redactURL(urls string) string {
 }
 
 func (b *Bus) provision(ctx context.Context, replicas int) error {
+	// A one-message stream that readiness checks write to while the store
+	// is refusing writes, to notice when it accepts them again.
+	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name: streamProbe, Subjects: []string{probeSubject}, Storage: jetstream.FileStorage,
+		Replicas: replicas, MaxMsgs: 1, Discard: jetstream.DiscardOld,
+	}); err != nil {
+		return fmt.Errorf("bus: stream %s: %w", streamProbe, err)
+	}
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: StreamOut, Subjects: []string{"xmppgw.*.out"}},
 		{Name: StreamIn, Subjects: []string{"xmppgw.*.in"}},
@@ -264,10 +311,19 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
+	if b.degraded() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, degradedTimeout)
+		defer cancel()
+	}
 	ack, err := b.js.Publish(ctx, subject, data, opts...)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		b.recordPublish(err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
+	b.recordPublish(nil)
 	return ack.Duplicate, nil
 }
 
@@ -329,7 +385,21 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if _, err := b.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("JetStream unavailable: %w", err)
 	}
-	return nil
+	if !b.degraded() {
+		return nil
+	}
+	// Writes were failing: try one, so health checks notice the recovery
+	// even when no traffic comes.
+	pctx, cancel := context.WithTimeout(ctx, degradedTimeout)
+	defer cancel()
+	_, err := b.js.Publish(pctx, probeSubject, []byte("probe"))
+	b.recordPublish(err)
+	if err == nil {
+		return nil
+	}
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	return fmt.Errorf("refusing to store messages since %s: %v", b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
 }
 
 // Close drains the connection (in-flight handlers finish, pending publishes

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -235,9 +236,10 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 	// they reach the user in order.
 	pullCtx, stopPull := context.WithCancel(context.WithoutCancel(ctx))
 	pulled := make(chan struct{})
+	var ended atomic.Bool // the stream can take no more writes
 	go func() {
 		defer close(pulled)
-		bus.Pull(pullCtx, cons, 64, time.Second, func(msg jetstream.Msg) { c.deliver(sess, msg) })
+		bus.Pull(pullCtx, cons, 64, time.Second, func(msg jetstream.Msg) { c.deliver(sess, &ended, msg) })
 	}()
 
 	served := make(chan error, 1)
@@ -245,6 +247,7 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 
 	select {
 	case err = <-served:
+		ended.Store(true)
 		stopPull()
 		<-pulled
 		if err == nil {

@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -19,7 +20,15 @@ const writeTimeout = 10 * time.Second
 // deliver writes one inbound envelope to the XMPP stream and acknowledges it
 // once written. A write failure leaves it on the bus for the next stream and
 // ends this one: a timed-out write may have left half a stanza on the wire.
-func (c *Component) deliver(sess *xmpp.Session, msg jetstream.Msg) {
+func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstream.Msg) {
+	// After the stream ended (the server closed it, or a write failed),
+	// mellium still accepts writes into the dead socket: hand the envelope
+	// back instead, briefly delayed so it is not spun on until the pull
+	// loop stops; it is the next one delivered on the new stream.
+	if ended.Load() || sess.State()&(xmpp.OutputStreamClosed|xmpp.InputStreamClosed) != 0 {
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	e, err := bus.Decode(msg.Data())
 	if err != nil {
 		c.log.Error("dropping undecodable inbound envelope", "subject", msg.Subject(), "err", err)
@@ -48,7 +57,8 @@ func (c *Component) deliver(sess *xmpp.Session, msg jetstream.Msg) {
 	for _, s := range stanzas {
 		if err := sess.Encode(context.Background(), s); err != nil {
 			c.log.Warn("writing to the XMPP server failed; closing the stream, the message will be redelivered", "id", e.ID, "err", err)
-			_ = msg.Nak()
+			ended.Store(true)
+			_ = msg.NakWithDelay(time.Second)
 			_ = conn.Close()
 			return
 		}

@@ -38,6 +38,9 @@ const clockSkew = 30 * time.Second
 // outcome is looked up at Twilio.
 const settleMargin = 2 * time.Second
 
+// maxLookup bounds how many messages one lookup reads at Twilio.
+const maxLookup = 20000
+
 func (a *Adapter) attemptKey(m gateways.Outbound) string {
 	sum := sha256.Sum256([]byte(m.From + "\x00" + m.ID))
 	return ID + "." + a.name + ".att." + hex.EncodeToString(sum[:16])
@@ -92,11 +95,14 @@ func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, bo
 // created no earlier than the attempt began, and not known to be another
 // stanza's message.
 func (a *Adapter) findSent(ctx context.Context, m gateways.Outbound, rec attempt, from, body string) (string, error) {
+	// Everything this conversation sent since the attempt began (paged):
+	// under load hundreds of newer messages can come after the one sought.
 	p := &openapi.ListMessageParams{}
 	p.SetFrom(from)
 	p.SetTo(m.To)
-	p.SetPageSize(50)
-	p.SetLimit(50)
+	p.SetDateSentAfter(rec.Started.Add(-clockSkew))
+	p.SetPageSize(1000)
+	p.SetLimit(maxLookup)
 	list, err := a.list(ctx, p)
 	if err != nil {
 		return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: %w", err)
