@@ -25,11 +25,6 @@ const (
 	StreamIn  = "XMPPGW_IN"  // adapters → component (network → XMPP)
 )
 
-const (
-	streamProbe  = "XMPPGW_PROBE"
-	probeSubject = "xmppgw._probe"
-)
-
 // KV buckets created at start.
 const (
 	// BucketRegistrations holds per-user gateway state (registrations, number
@@ -90,6 +85,25 @@ type Bus struct {
 	healthMu     sync.Mutex
 	failingSince time.Time
 	lastFailure  error
+	lastTry      time.Time // last real publish while failing
+}
+
+// ErrStoreRefusing is returned at once, without trying, while the store is
+// refusing writes (one real attempt per retryInterval finds out when it
+// accepts them again).
+var ErrStoreRefusing = errors.New("the message store is refusing writes")
+
+const retryInterval = 250 * time.Millisecond
+
+// shortCircuit reports whether a publish should fail without trying.
+func (b *Bus) shortCircuit() error {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	if b.failingSince.IsZero() || time.Since(b.lastTry) >= retryInterval {
+		b.lastTry = time.Now()
+		return nil
+	}
+	return fmt.Errorf("%w since %s: %v", ErrStoreRefusing, b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
 }
 
 // degradedTimeout caps publishes while the store is refusing writes, so a
@@ -114,8 +128,8 @@ func (b *Bus) recordPublish(err error) {
 		}
 		b.failingSince, b.lastFailure = time.Time{}, nil
 	case b.failingSince.IsZero():
-		b.failingSince, b.lastFailure = time.Now(), err
-		b.log.Error("the bus refuses to store messages; senders are told to retry", "err", err)
+		b.failingSince, b.lastFailure, b.lastTry = time.Now(), err, time.Now()
+		b.log.Error("the bus refuses to store messages; senders are told to retry (after a disk fault the embedded store needs a restart of the process)", "err", err)
 	default:
 		b.lastFailure = err
 	}
@@ -253,14 +267,6 @@ func redactURL(urls string) string {
 }
 
 func (b *Bus) provision(ctx context.Context, replicas int) error {
-	// A one-message stream that readiness checks write to while the store
-	// is refusing writes, to notice when it accepts them again.
-	if _, err := b.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name: streamProbe, Subjects: []string{probeSubject}, Storage: jetstream.FileStorage,
-		Replicas: replicas, MaxMsgs: 1, Discard: jetstream.DiscardOld,
-	}); err != nil {
-		return fmt.Errorf("bus: stream %s: %w", streamProbe, err)
-	}
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: StreamOut, Subjects: []string{"xmppgw.*.out"}},
 		{Name: StreamIn, Subjects: []string{"xmppgw.*.in"}},
@@ -311,13 +317,21 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
+	if err := b.shortCircuit(); err != nil { // never trips for external NATS
+		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
+	}
 	if b.degraded() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, degradedTimeout)
 		defer cancel()
 	}
 	ack, err := b.js.Publish(ctx, subject, data, opts...)
-	if err != nil && !errors.Is(err, context.Canceled) {
+	// Write health is tracked for the embedded server, whose store is
+	// local and keeps a write error (full or read-only disk) until the
+	// process restarts. With external NATS a failure is usually a
+	// reconnect in progress: publishes wait for it instead of being
+	// refused at once.
+	if err != nil && b.srv != nil && !errors.Is(err, context.Canceled) {
 		b.recordPublish(err)
 	}
 	if err != nil {
@@ -385,21 +399,12 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if _, err := b.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("JetStream unavailable: %w", err)
 	}
-	if !b.degraded() {
-		return nil
-	}
-	// Writes were failing: try one, so health checks notice the recovery
-	// even when no traffic comes.
-	pctx, cancel := context.WithTimeout(ctx, degradedTimeout)
-	defer cancel()
-	_, err := b.js.Publish(pctx, probeSubject, []byte("probe"))
-	b.recordPublish(err)
-	if err == nil {
-		return nil
-	}
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
-	return fmt.Errorf("refusing to store messages since %s: %v", b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
+	if !b.failingSince.IsZero() {
+		return fmt.Errorf("refusing to store messages since %s: %v", b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
+	}
+	return nil
 }
 
 // Close drains the connection (in-flight handlers finish, pending publishes
@@ -463,6 +468,9 @@ func IsStorageFull(err error) bool {
 			10028: // insufficient resources (memory)
 			return true
 		}
+	}
+	if errors.Is(err, ErrStoreRefusing) {
+		return true
 	}
 	return err != nil && strings.Contains(err.Error(), "insufficient")
 }

@@ -190,7 +190,7 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 		cond, text := "internal-server-error", "the gateway could not queue this message; please send it again later"
 		if bus.IsStorageFull(err) {
 			cond = "resource-constraint"
-			text = "the gateway's storage is full; please send it again later"
+			text = "the gateway cannot store messages right now; please send it again later"
 		}
 		return c.replyMessageError(w, m, "wait", cond, text)
 	}

@@ -1,0 +1,433 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xmppgw/xmppgw/internal/twiliotest"
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
+)
+
+// ambiguousDedupPending: a create call that Twilio accepted but answered
+// after the client gave up must not be sent again; the product change that
+// records attempts in KV and looks such an attempt up at Twilio before a
+// resend is being worked on (its first version matches only among the 50
+// most recent messages of the conversation, which sustained traffic pushes
+// the original out of). Until it is done, duplicates in the late-answer
+// scenario are measured and reported, not failed. Set to false then.
+const ambiguousDedupPending = false
+
+// settleTimeout bounds how long a scenario waits, after its fault, for every
+// message to be accounted for.
+const settleTimeout = 120 * time.Second
+
+type scenario struct {
+	name string
+	// reportDuplicates: duplicates are a measurement, not a failure.
+	reportDuplicates bool
+	// run builds the world, starts the traffic and injects the fault.
+	run func(t *testing.T) *env
+}
+
+var scenarios = []scenario{
+	{name: "kill -9 mid-run", run: killGateway},
+	{name: "Prosody restart", run: restartProsody},
+	{name: "Twilio 20% 429 + 5% 500", run: twilioErrors},
+	{name: "Twilio answers late", run: twilioLate, reportDuplicates: ambiguousDedupPending},
+	{name: "external NATS restart", run: restartNATS},
+	{name: "data disk full", run: diskFull},
+	{name: "data disk read-only", run: diskReadOnly},
+}
+
+// TestFaults runs every scenario in turn (they share two cores: in parallel
+// they would measure each other) and logs the table of all of them.
+func TestFaults(t *testing.T) {
+	began := time.Now()
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) { runScenario(t, sc) })
+	}
+	t.Logf("all scenarios in %v\n%s", time.Since(began).Round(time.Second), results.String())
+}
+
+func runScenario(t *testing.T, sc scenario) {
+	e := sc.run(t)
+	settled := e.settle(settleTimeout)
+	r := e.account()
+	r[0].scenario, r[1].scenario = sc.name, sc.name
+	note := e.describe(r)
+	if !settled {
+		note = "NOT SETTLED within the deadline; " + note
+	}
+	results.add(r, note)
+	t.Logf("%s\nevents:\n  %s\nnotes: %s", tableOf(r), strings.Join(e.events, "\n  "), note)
+
+	if crashed, err := e.gw.crashed(); crashed {
+		t.Errorf("xmppgw exited by itself (%v)", err)
+	}
+	for _, x := range r {
+		if x.lost > 0 {
+			t.Errorf("%s: %d %s messages lost beyond the socket window: %s", sc.name, x.lost, x.dir, short(x.lostIDs))
+			prefix := map[string]string{"out": "o-", "in": "i-"}[x.dir]
+			for _, k := range x.lostIDs[:min(len(x.lostIDs), 5)] {
+				t.Logf("lost %s%05d: %s", prefix, k, e.trace(prefix, k))
+			}
+		}
+		switch {
+		case x.dup == 0:
+		case sc.reportDuplicates:
+			t.Logf("REPORTED, NOT FAILED (ambiguousDedupPending): %d %s duplicates", x.dup, x.dir)
+		default:
+			t.Errorf("%s: %d %s duplicates", sc.name, x.dup, x.dir)
+		}
+	}
+	if t.Failed() || r[0].dup+r[1].dup+r[0].window+r[1].window > 0 {
+		lines := e.gw.logLines(func(l string) bool {
+			return strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "===") ||
+				strings.Contains(l, "attempt") || strings.Contains(l, "already accepted")
+		})
+		t.Logf("xmppgw warnings and errors (repeats folded):\n%s", foldLog(lines, 60))
+	}
+}
+
+// foldLog shows each distinct log line once (timestamp aside) with its
+// first time and how often it came, at most max of them.
+func foldLog(lines []string, max int) string {
+	type seen struct {
+		first string
+		n     int
+	}
+	var order []string
+	by := map[string]*seen{}
+	for _, l := range lines {
+		key := l
+		if strings.HasPrefix(l, "time=") {
+			if _, rest, ok := strings.Cut(l, " "); ok {
+				key = rest
+			}
+		}
+		if s, ok := by[key]; ok {
+			s.n++
+			continue
+		}
+		by[key] = &seen{first: l, n: 1}
+		order = append(order, key)
+	}
+	var b strings.Builder
+	for i, k := range order {
+		if i == max {
+			fmt.Fprintf(&b, "… %d more distinct lines\n", len(order)-max)
+			break
+		}
+		if n := by[k].n; n > 1 {
+			fmt.Fprintf(&b, "%s  [×%d]\n", by[k].first, n)
+		} else {
+			b.WriteString(by[k].first + "\n")
+		}
+	}
+	return b.String()
+}
+
+func tableOf(r [2]row) string {
+	var tb resultTable
+	tb.add(r, "")
+	return tb.String()
+}
+
+// killGateway: kill -9 of xmppgw with both directions in full flow, then a
+// new process on the same data directory and HTTP port. The traffic comes
+// four times faster than the usual pace, more than the gateway stores with
+// an fsync per write, so the kill finds work in flight at every stage.
+func killGateway(t *testing.T) *env {
+	e := newEnv(t, envOptions{rate: 4 * *flagRate})
+	e.start()
+	q := e.n / 4
+	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
+	c := e.refresh()
+	e.tap.markAbrupt()
+	if err := e.gw.kill(); err != nil {
+		t.Fatal(err)
+	}
+	e.event("kill -9 xmppgw (out: %d written, %d delivered; in: %d accepted, %d received)", c.outWritten, c.outDelivered, c.inOK, c.inReceived)
+	if err := e.gw.start(); err != nil {
+		t.Fatal(err)
+	}
+	d := e.gw.waitReady(t, 30*time.Second)
+	e.event("new xmppgw ready after %v", d.Round(time.Millisecond))
+	return e
+}
+
+// restartProsody: the XMPP server restarts in the middle of inbound
+// traffic. Offline storage is on, as on production servers, so messages for
+// alice while she is logged out are kept; she logs in again after the
+// restart.
+func restartProsody(t *testing.T) *env {
+	e := newEnv(t, envOptions{offline: true})
+	e.start()
+	q := e.n / 4
+	e.waitFor("a quarter of the inbound traffic", time.Minute, func(c counts) bool { return c.inReceived >= q && c.outDelivered >= q })
+	c := e.refresh()
+	began := time.Now()
+	e.tap.markAbrupt()
+	e.srv.Restart(t)
+	e.event("Prosody restarted in %v (out: %d written, %d delivered; in: %d accepted, %d received)",
+		time.Since(began).Round(time.Millisecond), c.outWritten, c.outDelivered, c.inOK, c.inReceived)
+	e.addSession(xmpptest.Login(t, e.srv, "alice", "password"))
+	e.event("alice logged in again")
+	d := e.gw.waitReady(t, 60*time.Second)
+	e.event("component stream up again (readyz after %v)", d.Round(time.Millisecond))
+	return e
+}
+
+// twilioErrors: for a stretch of create calls (two fifths of the series'
+// worth) the API answers 20% 429 and 5% 500, seeded so that every run sees
+// the same sequence; then it recovers.
+func twilioErrors(t *testing.T) *env {
+	e := newEnv(t, envOptions{})
+	e.start()
+	e.waitFor("a fifth of the outbound traffic", time.Minute, func(c counts) bool { return c.outDelivered >= e.n/5 })
+	f := flakyTwilio(e.tw, 429, e.n*2/5, func(x float64) (*twiliotest.Failure, string) {
+		switch {
+		case x < 0.20:
+			return &twiliotest.Failure{Status: 429, Code: 20429}, "429"
+		case x < 0.25:
+			return &twiliotest.Failure{Status: 500, Code: 20500}, "500"
+		}
+		return nil, ""
+	})
+	e.event("Twilio starts answering 20%% 429, 5%% 500 for %d create calls", e.n*2/5)
+	e.waitFor("the faulty stretch", 2*time.Minute, func(counts) bool { return f.done() })
+	e.tw.SetResponder(nil)
+	e.event("Twilio recovered after %s", f)
+	e.note("Twilio answered %s", f)
+	return e
+}
+
+// twilioLate: with request_timeout 500ms, for a stretch of create calls 3%
+// are accepted by Twilio but answered after 1 s. The gateway cannot know
+// whether they were sent; a plain retry sends them twice.
+func twilioLate(t *testing.T) *env {
+	e := newEnv(t, envOptions{timeout: 500 * time.Millisecond})
+	e.start()
+	e.waitFor("a fifth of the outbound traffic", time.Minute, func(c counts) bool { return c.outDelivered >= e.n/5 })
+	f := flakyTwilio(e.tw, 500, e.n*2/5, func(x float64) (*twiliotest.Failure, string) {
+		if x < 0.03 {
+			return &twiliotest.Failure{Delay: time.Second, Accept: true}, "accepted, answered after 1 s"
+		}
+		return nil, ""
+	})
+	e.event("Twilio starts accepting 3%% of creates but answering after 1 s (request_timeout 500ms), for %d create calls", e.n*2/5)
+	e.waitFor("the faulty stretch", 2*time.Minute, func(counts) bool { return f.done() })
+	e.tw.SetResponder(nil)
+	e.event("Twilio answers in time again; %s", f)
+	e.note("Twilio answered %s", f)
+	return e
+}
+
+// flaky scripts the next calls create calls: pick maps a seeded random
+// number to a failure (nil: answer normally) and a name to count it by.
+type flaky struct {
+	mu     sync.Mutex
+	rng    *rand.Rand
+	left   int
+	counts map[string]int
+}
+
+func flakyTwilio(tw *twiliotest.Server, seed uint64, calls int, pick func(float64) (*twiliotest.Failure, string)) *flaky {
+	f := &flaky{rng: rand.New(rand.NewPCG(seed, seed)), left: calls, counts: map[string]int{}}
+	tw.SetResponder(func(twiliotest.CreateRequest) *twiliotest.Failure {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.left == 0 {
+			return nil
+		}
+		f.left--
+		fail, name := pick(f.rng.Float64())
+		if fail != nil {
+			f.counts[name]++
+		}
+		return fail
+	})
+	return f
+}
+
+func (f *flaky) done() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.left == 0
+}
+
+func (f *flaky) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(f.counts)) {
+		parts = append(parts, fmt.Sprintf("%d × %s", f.counts[k], k))
+	}
+	if len(parts) == 0 {
+		return "no scripted failure"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// restartNATS: the bus is a separate nats-server process, restarted
+// (SIGTERM, then started again on the same store) in the middle of the run.
+func restartNATS(t *testing.T) *env {
+	ns := startNATS(t, t.TempDir())
+	e := newEnv(t, envOptions{busURL: "nats://" + ns.addr})
+	e.start()
+	q := e.n / 4
+	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
+	c := e.refresh()
+	d, err := ns.stop(15 * time.Second)
+	if err != nil {
+		t.Error(err)
+	}
+	e.event("nats-server stopped (SIGTERM) in %v (out: %d written, %d delivered; in: %d accepted, %d received)",
+		d.Round(time.Millisecond), c.outWritten, c.outDelivered, c.inOK, c.inReceived)
+	d = ns.startAndWait(t)
+	e.event("nats-server listening again after %v", d.Round(time.Millisecond))
+	d = e.gw.waitReady(t, 60*time.Second)
+	e.event("xmppgw ready again after %v", d.Round(time.Millisecond))
+	return e
+}
+
+// diskFull: bus.data_dir on a small tmpfs, filled mid-run (the gateway must
+// refuse new work, with errors to XMPP senders and non-2xx to webhooks, not
+// lose it), then freed (it must recover). When it does not recover by
+// itself, it is restarted, to tell "stuck until restart" from "lost".
+func diskFull(t *testing.T) *env {
+	mnt := mountTmpfs(t, "64m")
+	e := newEnv(t, envOptions{dataDir: filepath.Join(mnt, "data")})
+	e.start()
+	q := e.n / 5
+	e.waitFor("a fifth of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
+	var filler string
+	e.diskPhase("data disk full", func() error {
+		var size int64
+		var err error
+		filler, size, err = fillDisk(mnt)
+		if err == nil {
+			e.event("filler of %d MiB, %d bytes left", size>>20, freeSpace(mnt))
+		}
+		return err
+	}, func() error { return os.Remove(filler) })
+	return e
+}
+
+// diskReadOnly: bus.data_dir on an ext4 filesystem that turns read-only
+// mid-run. `mount -o remount,ro` is tried first; Linux refuses it while the
+// store holds files open for writing, so the fault is what makes disks
+// read-only in production: a filesystem error with errors=remount-ro
+// (injected through ext4's trigger_fs_error). The kernel then refuses
+// remount,rw too; the way back is the operator's: stop the gateway, unmount,
+// fsck, mount, start it again.
+func diskReadOnly(t *testing.T) *env {
+	img, mnt := mountExt4(t, "256M")
+	e := newEnv(t, envOptions{dataDir: filepath.Join(mnt, "data")})
+	e.start()
+	q := e.n / 5
+	e.waitFor("a fifth of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
+	if _, err := remount(mnt, "ro", time.Second); err != nil {
+		e.event("mount -o remount,ro refused: %v", err)
+		e.note("`mount -o remount,ro` is refused while the gateway runs (open files); the read-only fault is an ext4 error with errors=remount-ro")
+	} else if _, err := remount(mnt, "rw", 5*time.Second); err != nil {
+		t.Fatalf("read-only by remount, and back: %v", err)
+	}
+	e.diskPhase("data disk read-only (ext4 error)", func() error { return ext4Error(mnt) }, func() error {
+		_, err := remount(mnt, "rw", time.Second)
+		if err == nil {
+			return nil
+		}
+		e.event("mount -o remount,rw refused after the error: %v", err)
+		d, err := e.gw.stop(15 * time.Second)
+		e.event("xmppgw stopped (SIGTERM) in %v (err %v); unmount, fsck, mount", d.Round(time.Millisecond), err)
+		if err := remountExt4(img, mnt); err != nil {
+			return err
+		}
+		if err := e.gw.start(); err != nil {
+			return err
+		}
+		d, err = e.gw.ready(60 * time.Second)
+		e.event("xmppgw started again, ready after %v (%v)", d.Round(time.Millisecond), err)
+		return err
+	})
+	return e
+}
+
+// diskPhase injects a storage fault, checks that new work is refused rather
+// than swallowed, undoes the fault and checks that messages flow again
+// within 30 s; if they do not, it restarts the gateway (SIGTERM, same data)
+// and checks again.
+func (e *env) diskPhase(what string, fault, undo func() error) {
+	t := e.t
+	before := e.refresh()
+	if err := fault(); err != nil {
+		t.Errorf("%s: could not inject: %v", what, err)
+		return
+	}
+	e.event("%s (out: %d written, %d delivered, %d errors; in: %d accepted, %d received, %d refused)",
+		what, before.outWritten, before.outDelivered, before.outErrors, before.inOK, before.inReceived, before.inRefused)
+	// Refusals are the expected answer to new work: wait for both kinds,
+	// then let a second more of traffic run into the fault.
+	refused := poll(10*time.Second, 50*time.Millisecond, func() bool {
+		c := e.refresh()
+		return c.outErrors >= before.outErrors+10 && c.inRefused >= before.inRefused+3
+	})
+	held := e.refresh()
+	poll(5*time.Second, 50*time.Millisecond, func() bool { return e.refresh().outWritten >= held.outWritten+int(e.rate) })
+	during := e.refresh()
+	code, body, _ := e.gw.get("/readyz")
+	e.event("%s: %d outbound refused with errors, %d webhooks refused, %d delivered / %d received meanwhile; /readyz %d %s",
+		what, during.outErrors-before.outErrors, during.inRefused-before.inRefused,
+		during.outDelivered-before.outDelivered, during.inReceived-before.inReceived, code, strings.TrimSpace(body))
+	if !refused {
+		e.note("%s: new work was not refused promptly (want ≥10 error stanzas and ≥3 webhook refusals within 10 s; got %d and %d)",
+			what, during.outErrors-before.outErrors, during.inRefused-before.inRefused)
+	}
+	if err := undo(); err != nil {
+		t.Errorf("%s: undo: %v", what, err)
+		return
+	}
+	e.event("%s: undone", what)
+	if e.flowing(what+": after undoing", 30*time.Second) {
+		return
+	}
+	t.Errorf("%s: the gateway did not recover within 30 s of undoing the fault", what)
+	e.note("%s: NO RECOVERY within 30 s of undoing the fault", what)
+	d, err := e.gw.stop(15 * time.Second)
+	e.event("%s: xmppgw stopped (SIGTERM) in %v, err %v; starting it again on the same data", what, d.Round(time.Millisecond), err)
+	if err := e.gw.start(); err != nil {
+		t.Fatal(err)
+	}
+	d, err = e.gw.ready(60 * time.Second)
+	if err != nil {
+		t.Errorf("%s: restart: %v", what, err)
+		return
+	}
+	e.event("%s: new xmppgw ready after %v", what, d.Round(time.Millisecond))
+	if e.flowing(what+": after the restart", 30*time.Second) {
+		e.note("%s: recovered only after a restart", what)
+	}
+}
+
+// flowing sends a probe each way and reports whether both got through.
+func (e *env) flowing(what string, timeout time.Duration) bool {
+	began := time.Now()
+	out, in := e.probe(timeout)
+	if out && in {
+		e.event("%s: messages flow (a fresh message each way through in %v)", what, time.Since(began).Round(time.Millisecond))
+		return true
+	}
+	e.event("%s: NO FLOW within %v (outbound probe through: %v, inbound probe through: %v)", what, timeout, out, in)
+	return false
+}

@@ -1,0 +1,785 @@
+//go:build faults
+
+package faults_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/xmppgw/xmppgw/internal/twiliotest"
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
+)
+
+const (
+	smsDomain  = "sms.localhost"
+	accountSID = "AC00000000000000000000000000000000"
+	authToken  = "0123456789abcdef0123456789abcdef"
+	aliceNum   = "+15550009999"
+	friend     = "+15551230001"
+	friendJID  = friend + "@" + smsDomain
+)
+
+// Message numbering: outbound stanza ids and bodies are o-00001…, inbound
+// bodies i-00001…; the number is the index in the series.
+func outID(i int) string  { return fmt.Sprintf("o-%05d", i) }
+func inBody(i int) string { return fmt.Sprintf("i-%05d", i) }
+
+// number parses "o-00042" (prefix "o-") into 42; 0 if s is not one.
+func number(s, prefix string) int {
+	rest, ok := strings.CutPrefix(s, prefix)
+	if !ok || len(rest) != 5 {
+		return 0
+	}
+	n, err := strconv.Atoi(rest)
+	if err != nil {
+		return 0
+	}
+	return n
+}
+
+// env is one scenario's world: Prosody, the component tap, the fake Twilio,
+// the gateway process, alice's XMPP sessions, and the two traffic
+// generators with what they did.
+type env struct {
+	t     *testing.T
+	n     int
+	rate  float64
+	dir   string
+	began time.Time
+
+	srv *xmpptest.Server
+	tap *componentTap
+	tw  *twiliotest.Server
+	gw  *gateway
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu       sync.Mutex
+	sessions []*session    // alice's sessions in login order; the last is current
+	relogin  chan struct{} // closed and replaced when a session is added
+	// Outbound, written by the sender.
+	outOn      []int // outOn[i]: 1-based index of the session message i was written on; 0: not written
+	outWritten int
+	outDone    bool
+	// Inbound, written by the poster.
+	inAttempts []int
+	inAccepted []bool
+	inOK       int
+	inStatus   map[string]int // non-200 answers by status (or "conn-error")
+	inDone     bool
+	// Folded from what alice received (refresh).
+	outErr     []string // outErr[i]: the error condition alice got for message i
+	errConds   map[string]int
+	inRecv     []int      // copies of each inbound message alice received
+	inIDs      [][]string // their stanza ids
+	inArrivals []int      // first arrivals, in order
+	probes     int
+	// Timeline and remarks for the report.
+	events []string
+	notes  []string
+}
+
+// session is one alice login and how much of its input was folded in.
+type session struct {
+	c    *xmpptest.Client
+	seen int
+}
+
+// counts is a snapshot of progress.
+type counts struct {
+	outWritten, outDelivered, outErrors, outCopies int
+	inOK, inReceived, inRefused                    int
+	outDone, inDone                                bool
+}
+
+type envOptions struct {
+	rate    float64 // messages per second each way; default -rate
+	offline bool    // Prosody keeps messages for offline users
+	dataDir string  // bus.data_dir; default a directory in t.TempDir()
+	busURL  string  // external NATS instead of the embedded server
+	timeout time.Duration
+}
+
+func newEnv(t *testing.T, o envOptions) *env {
+	t.Helper()
+	e := &env{
+		t: t, n: *flagN, rate: *flagRate, dir: t.TempDir(),
+		relogin:  make(chan struct{}),
+		inStatus: map[string]int{},
+		errConds: map[string]int{},
+	}
+	if o.rate > 0 {
+		e.rate = o.rate
+	}
+	e.outOn = make([]int, e.n+1)
+	e.inAttempts = make([]int, e.n+1)
+	e.inAccepted = make([]bool, e.n+1)
+	e.outErr = make([]string, e.n+1)
+	e.inRecv = make([]int, e.n+1)
+	e.inIDs = make([][]string, e.n+1)
+
+	e.srv = xmpptest.StartProsody(t, xmpptest.Options{
+		Components: map[string]string{smsDomain: "secret"},
+		Users:      map[string]string{"alice": "password"},
+		Offline:    o.offline,
+	})
+	e.tap = startTap(t, e.srv.ComponentAddr())
+	e.tw = twiliotest.Start(t, accountSID, authToken)
+	if o.dataDir == "" {
+		o.dataDir = filepath.Join(e.dir, "data")
+	}
+	e.gw = startGateway(t, e.dir, gatewayOptions{
+		componentAddr:  e.tap.addr(),
+		apiURL:         e.tw.URL,
+		dataDir:        o.dataDir,
+		busURL:         o.busURL,
+		requestTimeout: o.timeout,
+	})
+	e.addSession(xmpptest.Login(t, e.srv, "alice", "password"))
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	// Registered last, so it runs first: the generators stop before the
+	// processes they talk to.
+	t.Cleanup(func() {
+		e.cancel()
+		e.wg.Wait()
+	})
+	return e
+}
+
+func (e *env) webhookURL() string { return e.gw.url + "/twilio/sms/sms" }
+
+func (e *env) addSession(c *xmpptest.Client) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.sessions = append(e.sessions, &session{c: c})
+	close(e.relogin)
+	e.relogin = make(chan struct{})
+}
+
+// start runs the two generators. Both are paced at e.rate: a schedule, not
+// a guess — message i is due at i/rate after the start, and a generator
+// held up (by a retry) catches up at once, as a backlog would.
+func (e *env) start() {
+	e.began = time.Now()
+	e.wg.Add(2)
+	go e.sendOutbound()
+	go e.postInbound()
+}
+
+// due waits until message i (1-based) is due; false when cancelled.
+func (e *env) due(i int) bool {
+	d := time.Until(e.began.Add(time.Duration(float64(i-1) / e.rate * float64(time.Second))))
+	if d <= 0 {
+		return e.ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-e.ctx.Done():
+		return false
+	}
+}
+
+// sendOutbound is alice writing o-00001… to the friend's SMS JID. A write
+// that fails (the server went away) is written again on the next session,
+// as a client does with what it could not send.
+func (e *env) sendOutbound() {
+	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		e.outDone = true
+		e.mu.Unlock()
+	}()
+	for i := 1; i <= e.n; i++ {
+		if !e.due(i) {
+			return
+		}
+		stanza := fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, outID(i), outID(i))
+		for {
+			e.mu.Lock()
+			idx, s, relogin := len(e.sessions), e.sessions[len(e.sessions)-1], e.relogin
+			e.mu.Unlock()
+			if err := s.c.Send(stanza); err == nil {
+				e.mu.Lock()
+				e.outOn[i] = idx
+				e.outWritten++
+				e.mu.Unlock()
+				break
+			}
+			select {
+			case <-relogin:
+			case <-e.ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// postInbound is Twilio delivering i-00001… to alice's number: one signed
+// webhook per message (its own MessageSid), re-posted with the same
+// parameters until the gateway answers 200, as Twilio retries.
+func (e *env) postInbound() {
+	defer e.wg.Done()
+	defer func() {
+		e.mu.Lock()
+		e.inDone = true
+		e.mu.Unlock()
+	}()
+	url := e.webhookURL()
+	for i := 1; i <= e.n; i++ {
+		if !e.due(i) {
+			return
+		}
+		params := e.tw.InboundSMS(friend, aliceNum, inBody(i))
+		sig := twiliotest.Sign(authToken, url, params)
+		backoff := 50 * time.Millisecond
+		for {
+			status, _, err := twiliotest.PostForm(e.ctx, url, sig, params)
+			e.mu.Lock()
+			e.inAttempts[i]++
+			if err == nil && status == http.StatusOK {
+				e.inAccepted[i] = true
+				e.inOK++
+				e.mu.Unlock()
+				break
+			}
+			key := strconv.Itoa(status)
+			if err != nil {
+				key = "conn-error"
+			}
+			e.inStatus[key]++
+			e.mu.Unlock()
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-e.ctx.Done():
+				t.Stop()
+				return
+			}
+			backoff = min(2*backoff, time.Second)
+		}
+	}
+}
+
+// refresh folds in what alice's sessions received since the last call and
+// returns the progress, Twilio's side included.
+func (e *env) refresh() counts {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, s := range e.sessions {
+		raws := s.c.Stanzas()
+		for _, raw := range raws[s.seen:] {
+			st, err := xmpptest.ParseStanza(raw)
+			if err != nil || st.Kind != "message" {
+				continue
+			}
+			if st.Type == "error" {
+				if k := number(st.ID, "o-"); k > 0 && k <= e.n && e.outErr[k] == "" {
+					cond := st.ErrorType + "/" + st.ErrorCondition
+					if strings.Contains(raw, "xmpp:prosody.im/protocol/component") {
+						cond += " (Prosody: component not connected)"
+					}
+					e.outErr[k] = cond
+					e.errConds[cond]++
+				}
+				continue
+			}
+			if k := number(st.Body, "i-"); k > 0 && k <= e.n && strings.HasPrefix(st.From, friendJID) {
+				if e.inRecv[k] == 0 {
+					e.inArrivals = append(e.inArrivals, k)
+				}
+				e.inRecv[k]++
+				e.inIDs[k] = append(e.inIDs[k], st.ID)
+			}
+		}
+		s.seen = len(raws)
+	}
+	c := counts{outWritten: e.outWritten, inOK: e.inOK, outDone: e.outDone, inDone: e.inDone, inReceived: len(e.inArrivals)}
+	for _, n := range e.inStatus {
+		c.inRefused += n
+	}
+	copies := e.twilioCopies()
+	for k := 1; k <= e.n; k++ {
+		c.outCopies += copies[k]
+		if copies[k] > 0 {
+			c.outDelivered++
+		} else if e.outErr[k] != "" {
+			c.outErrors++
+		}
+	}
+	return c
+}
+
+// twilioCopies counts the messages the fake Twilio accepted, per number.
+func (e *env) twilioCopies() []int {
+	copies := make([]int, e.n+1)
+	for _, m := range e.tw.Messages() {
+		if k := number(m.Body, "o-"); k > 0 && k <= e.n {
+			copies[k]++
+		}
+	}
+	return copies
+}
+
+// probe sends one fresh message each way, outside the numbered series (it
+// is not counted), and waits until both arrived: alice's at Twilio, the
+// webhook's (re-posted until 200) at alice. It reports which did.
+func (e *env) probe(timeout time.Duration) (out, in bool) {
+	e.mu.Lock()
+	e.probes++
+	id := fmt.Sprintf("probe-%d", e.probes)
+	s := e.sessions[len(e.sessions)-1]
+	e.mu.Unlock()
+	_ = s.c.Send(fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, id, id))
+	ctx, cancel := context.WithTimeout(e.ctx, timeout)
+	defer cancel()
+	go func() {
+		url := e.webhookURL()
+		params := e.tw.InboundSMS(friend, aliceNum, id)
+		sig := twiliotest.Sign(authToken, url, params)
+		for ctx.Err() == nil {
+			if status, _, err := twiliotest.PostForm(ctx, url, sig, params); err == nil && status == http.StatusOK {
+				return
+			}
+			t := time.NewTimer(100 * time.Millisecond)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+			}
+		}
+	}()
+	poll(timeout, 50*time.Millisecond, func() bool {
+		if !out {
+			out = slices.ContainsFunc(e.tw.Messages(), func(m twiliotest.Message) bool { return m.Body == id })
+		}
+		if !in {
+			e.mu.Lock()
+			for _, s := range e.sessions {
+				if slices.ContainsFunc(s.c.Stanzas(), func(raw string) bool { return strings.Contains(raw, "<body>"+id+"</body>") }) {
+					in = true
+				}
+			}
+			e.mu.Unlock()
+		}
+		return out && in
+	})
+	return out, in
+}
+
+// event records a step of the fault timeline.
+func (e *env) event(format string, args ...any) {
+	msg := fmt.Sprintf("%6.2fs  ", time.Since(e.began).Seconds()) + fmt.Sprintf(format, args...)
+	e.t.Log(msg)
+	e.mu.Lock()
+	e.events = append(e.events, msg)
+	e.mu.Unlock()
+}
+
+// note adds a remark to the scenario's report line.
+func (e *env) note(format string, args ...any) {
+	e.mu.Lock()
+	e.notes = append(e.notes, fmt.Sprintf(format, args...))
+	e.mu.Unlock()
+}
+
+// waitFor polls the progress until cond holds. It fails the test (without
+// stopping it: the accounting still runs) when the deadline passes.
+func (e *env) waitFor(what string, timeout time.Duration, cond func(counts) bool) bool {
+	e.t.Helper()
+	var c counts
+	ok := poll(timeout, 50*time.Millisecond, func() bool {
+		c = e.refresh()
+		return cond(c)
+	})
+	if !ok {
+		e.t.Errorf("waiting for %s: not within %v (%+v)", what, timeout, c)
+	}
+	if crashed, err := e.gw.crashed(); crashed {
+		e.t.Errorf("xmppgw exited by itself (%v):\n%s", err, e.gw.logTail(40))
+	}
+	return ok
+}
+
+// settle waits until the generators are done, the gateway's bus holds
+// nothing (no message waiting or unacknowledged) and the counts have been
+// still for a while: 2 s when every message is accounted for, 10 s when some
+// are not (late redeliveries get their chance). It gives up at the deadline.
+func (e *env) settle(timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	var last counts
+	lastChange := time.Now()
+	for {
+		c := e.refresh()
+		if c != last {
+			last, lastChange = c, time.Now()
+		}
+		pending, known := e.gw.pending()
+		quiet := time.Since(lastChange)
+		if c.outDone && c.inDone && known && pending == 0 && quiet >= 2*time.Second {
+			if r := e.account(); (r[0].lost == 0 && r[1].lost == 0) || quiet >= 10*time.Second {
+				e.event("settled (bus empty, counts still for %v)", quiet.Round(time.Second))
+				return true
+			}
+		}
+		if time.Now().After(deadline) {
+			e.event("deadline: not settled after %v (bus pending %v, known %v; %+v)", timeout, pending, known, c)
+			return false
+		}
+		time.Sleep(200 * time.Millisecond) // polling interval
+	}
+}
+
+// row is one line of the result table.
+type row struct {
+	scenario, dir                                        string
+	sent, delivered, errors, lost, window, dup           int
+	retries, outOfOrder                                  int
+	lostIDs, windowIDs                                   []int
+	reportedButDelivered, notSent, c2sWindow, compWindow int
+	inFlight                                             int // inbound window: written while the connection closed, unseen
+}
+
+// account classifies every message. The socket window (see windowRule)
+// is only granted on connections that ended, to messages after the last
+// one known to have got through on that connection.
+func (e *env) account() [2]row {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tap := e.tap.snapshot()
+	copies := e.twilioCopies()
+
+	// Outbound.
+	out := row{dir: "out"}
+	type pos struct{ conn, at int }
+	onTap := map[int]pos{}
+	lastThrough := make([]int, len(tap)) // per tap connection: last position that got through
+	for ci, c := range tap {
+		lastThrough[ci] = -1
+		for at, id := range c.toComp {
+			k := number(id, "o-")
+			if k == 0 || k > e.n {
+				continue
+			}
+			if _, dup := onTap[k]; !dup {
+				onTap[k] = pos{ci, at}
+			}
+			if copies[k] > 0 || e.outErr[k] != "" {
+				lastThrough[ci] = at
+			}
+		}
+	}
+	// Per alice session: the last message written on it that reached
+	// Prosody (the component saw it, or someone answered it).
+	lastReached := make([]int, len(e.sessions)+1)
+	for k := 1; k <= e.n; k++ {
+		if s := e.outOn[k]; s > 0 {
+			if _, seen := onTap[k]; seen || copies[k] > 0 || e.outErr[k] != "" {
+				lastReached[s] = k
+			}
+		}
+	}
+	var order []int
+	seen := map[int]bool{}
+	for _, m := range e.tw.Messages() {
+		if k := number(m.Body, "o-"); k > 0 && k <= e.n && !seen[k] {
+			seen[k] = true
+			order = append(order, k)
+		}
+	}
+	out.outOfOrder = outOfOrder(order)
+	for k := 1; k <= e.n; k++ {
+		if e.outOn[k] == 0 {
+			out.notSent++
+			continue
+		}
+		out.sent++
+		switch {
+		case copies[k] > 0:
+			out.delivered++
+			out.dup += copies[k] - 1
+			if e.outErr[k] != "" {
+				out.reportedButDelivered++
+			}
+		case e.outErr[k] != "":
+			out.errors++
+		default:
+			p, seen := onTap[k]
+			switch {
+			case seen && tap[p.conn].ended && tap[p.conn].abrupt && p.at > lastThrough[p.conn]:
+				out.window++
+				out.compWindow++
+				out.windowIDs = append(out.windowIDs, k)
+			case !seen && e.sessionEnded(e.outOn[k]) && k > lastReached[e.outOn[k]]:
+				out.window++
+				out.c2sWindow++
+				out.windowIDs = append(out.windowIDs, k)
+			default:
+				out.lost++
+				out.lostIDs = append(out.lostIDs, k)
+			}
+		}
+	}
+	out.retries = e.tw.Requests() - out.delivered
+
+	// Inbound.
+	in := row{dir: "in", sent: e.n}
+	lastRecv := make([]int, len(tap))
+	for ci, c := range tap {
+		lastRecv[ci] = -1
+		for at, body := range c.toServer {
+			if k := number(body, "i-"); k > 0 && k <= e.n && e.inRecv[k] > 0 {
+				lastRecv[ci] = at
+			}
+		}
+	}
+	inWindow := map[int]bool{}
+	onTapIn := map[int]bool{}
+	for _, c := range tap {
+		for _, body := range slices.Concat(c.toServer, c.toServerAfterClose) {
+			onTapIn[number(body, "i-")] = true
+		}
+	}
+	for ci, c := range tap {
+		if !c.ended || !c.abrupt {
+			continue
+		}
+		last := 0
+		for at, body := range c.toServer {
+			k := number(body, "i-")
+			if k > 0 && k <= e.n && at > lastRecv[ci] {
+				inWindow[k] = true
+			}
+			last = max(last, k)
+		}
+		// The gateway writes inbound messages one at a time, in order. When
+		// the server closed first, the write in progress at that moment may
+		// have been taken by TCP but not by the tap, which has to close its
+		// end (so that the gateway's next write fails, as on a direct
+		// connection) with it unread: the next message after the last one
+		// seen, if nobody saw it at all, is that one.
+		if k := last + 1; last > 0 && k <= e.n && !onTapIn[k] && e.inRecv[k] == 0 && e.inAccepted[k] {
+			inWindow[k] = true
+			in.inFlight++
+		}
+	}
+	attempts := 0
+	for k := 1; k <= e.n; k++ {
+		attempts += e.inAttempts[k]
+		switch {
+		case e.inRecv[k] > 0:
+			in.delivered++
+			in.dup += e.inRecv[k] - 1
+		case !e.inAccepted[k]:
+			in.errors++ // never answered 200: the provider still has it
+		case inWindow[k]:
+			in.window++
+			in.compWindow++
+			in.windowIDs = append(in.windowIDs, k)
+		default:
+			in.lost++
+			in.lostIDs = append(in.lostIDs, k)
+		}
+	}
+	in.retries = attempts - e.inOK
+	in.outOfOrder = outOfOrder(e.inArrivals)
+	return [2]row{out, in}
+}
+
+func (e *env) sessionEnded(idx int) bool {
+	select {
+	case <-e.sessions[idx-1].c.Done():
+		return true
+	default:
+		return false
+	}
+}
+
+// outOfOrder counts arrivals that came after a higher-numbered one.
+func outOfOrder(arrivals []int) int {
+	n, high := 0, 0
+	for _, k := range arrivals {
+		if k < high {
+			n++
+		}
+		high = max(high, k)
+	}
+	return n
+}
+
+// describe lists what the report needs besides the numbers.
+func (e *env) describe(r [2]row) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var b strings.Builder
+	if len(e.errConds) > 0 {
+		b.WriteString("errors to alice: ")
+		for i, k := range slices.Sorted(maps.Keys(e.errConds)) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s ×%d", k, e.errConds[k])
+		}
+		b.WriteString("; ")
+	}
+	if len(e.inStatus) > 0 {
+		b.WriteString("webhook answers other than 200: ")
+		for i, k := range slices.Sorted(maps.Keys(e.inStatus)) {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(&b, "%s ×%d", k, e.inStatus[k])
+		}
+		b.WriteString("; ")
+	}
+	if n := r[0].notSent; n > 0 {
+		fmt.Fprintf(&b, "%d outbound never written by alice; ", n)
+	}
+	if r[0].window > 0 {
+		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d on alice's c2s socket %v; ", r[0].compWindow, r[0].c2sWindow, short(r[0].windowIDs))
+	}
+	if r[1].window > 0 {
+		fmt.Fprintf(&b, "inbound window %v (%d of them in the write when the connection closed); ", short(r[1].windowIDs), r[1].inFlight)
+	}
+	if r[0].lost > 0 {
+		fmt.Fprintf(&b, "LOST outbound %v; ", short(r[0].lostIDs))
+	}
+	if r[1].lost > 0 {
+		fmt.Fprintf(&b, "LOST inbound %v; ", short(r[1].lostIDs))
+	}
+	if r[0].dup > 0 {
+		fmt.Fprintf(&b, "outbound duplicates: %s; ", e.duplicatesLocked())
+	}
+	if r[1].dup > 0 {
+		var ids []int
+		same := 0
+		for k := 1; k <= e.n; k++ {
+			if e.inRecv[k] > 1 {
+				ids = append(ids, k)
+				if len(slices.Compact(slices.Clone(e.inIDs[k]))) == 1 {
+					same++
+				}
+			}
+		}
+		fmt.Fprintf(&b, "inbound duplicates %s (%d of %d with the same stanza id each time); ", short(ids), same, len(ids))
+	}
+	if r[0].reportedButDelivered > 0 {
+		var parts []string
+		copies := e.twilioCopies()
+		for k := 1; k <= e.n; k++ {
+			if e.outErr[k] != "" && copies[k] > 0 {
+				parts = append(parts, outID(k)+" ("+e.outErr[k]+")")
+			}
+		}
+		fmt.Fprintf(&b, "reported as errors but delivered: %s; ", strings.Join(parts, ", "))
+	}
+	for _, n := range e.notes {
+		b.WriteString(n + "; ")
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}
+
+// duplicatesLocked describes the outbound numbers Twilio got more than once:
+// when each copy was created, relative to the start of the traffic.
+func (e *env) duplicatesLocked() string {
+	created := map[int][]string{}
+	for _, m := range e.tw.Messages() {
+		if k := number(m.Body, "o-"); k > 0 {
+			created[k] = append(created[k], fmt.Sprintf("%.2fs", m.Created.Sub(e.began).Seconds()))
+		}
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(created)) {
+		if len(created[k]) > 1 {
+			parts = append(parts, fmt.Sprintf("%s at %s", outID(k), strings.Join(created[k], "+")))
+		}
+	}
+	if len(parts) > 12 {
+		parts = append(parts[:12], fmt.Sprintf("… (%d in all)", len(parts)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// trace tells where the tap saw a message: "conn#2[ended] pos 17/40".
+func (e *env) trace(prefix string, k int) string {
+	var where []string
+	for ci, c := range e.tap.snapshot() {
+		list, after, want := c.toComp, c.toCompAfterClose, outID(k)
+		if prefix == "i-" {
+			list, after, want = c.toServer, c.toServerAfterClose, inBody(k)
+		}
+		state := "open"
+		if c.ended {
+			state = "ended"
+		}
+		for at, x := range list {
+			if x == want {
+				where = append(where, fmt.Sprintf("conn#%d[%s] pos %d/%d", ci+1, state, at+1, len(list)))
+			}
+		}
+		for at, x := range after {
+			if x == want {
+				where = append(where, fmt.Sprintf("conn#%d[%s] written after the writer's own </stream:stream> (%d of %d such)", ci+1, state, at+1, len(after)))
+			}
+		}
+	}
+	if len(where) == 0 {
+		return "not seen on the component socket"
+	}
+	return strings.Join(where, ", ")
+}
+
+func short(ids []int) string {
+	if len(ids) <= 12 {
+		return fmt.Sprint(ids)
+	}
+	return fmt.Sprintf("%v… (%d in all)", ids[:12], len(ids))
+}
+
+// resultTable is the report of every scenario.
+type resultTable struct {
+	mu    sync.Mutex
+	rows  []row
+	notes []string
+}
+
+func (r *resultTable) add(rows [2]row, note string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.rows = append(r.rows, rows[0], rows[1])
+	if note != "" {
+		r.notes = append(r.notes, rows[0].scenario+": "+note)
+	}
+}
+
+func (r *resultTable) String() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.rows) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-30s %-4s %5s %10s %7s %5s %7s %11s  %s\n",
+		"scenario", "dir", "sent", "delivered", "errors", "lost", "window", "duplicated", "(retries / out-of-order)")
+	for _, x := range r.rows {
+		fmt.Fprintf(&b, "%-30s %-4s %5d %10d %7d %5d %7d %11d  (%d / %d)\n",
+			x.scenario, x.dir, x.sent, x.delivered, x.errors, x.lost, x.window, x.dup, x.retries, x.outOfOrder)
+	}
+	for _, n := range r.notes {
+		b.WriteString("\n" + n + "\n")
+	}
+	return b.String()
+}
