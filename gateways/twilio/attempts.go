@@ -127,21 +127,7 @@ func (a *Adapter) findSent(ctx context.Context, m gateways.Outbound, rec attempt
 }
 
 func (a *Adapter) list(ctx context.Context, p *openapi.ListMessageParams) ([]openapi.ApiV2010Message, error) {
-	type result struct {
-		m   []openapi.ApiV2010Message
-		err error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		m, err := a.api.ListMessage(p)
-		ch <- result{m, err}
-	}()
-	select {
-	case r := <-ch:
-		return r.m, r.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
+	return withContext(ctx, func() ([]openapi.ApiV2010Message, error) { return a.api.ListMessage(p) })
 }
 
 // beginAttempt records that a create call is about to be made.

@@ -240,23 +240,30 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 	return nil
 }
 
-// create runs the blocking twilio-go call, returning early if ctx ends (the
-// call itself is bounded by request_timeout).
+// create sends one message (see withContext).
 func (a *Adapter) create(ctx context.Context, p *openapi.CreateMessageParams) (*openapi.ApiV2010Message, error) {
+	return withContext(ctx, func() (*openapi.ApiV2010Message, error) { return a.api.CreateMessage(p) })
+}
+
+// withContext runs a blocking twilio-go call (it takes no context),
+// returning early if ctx ends; the call itself is bounded by
+// request_timeout, and its late result is dropped.
+func withContext[T any](ctx context.Context, call func() (T, error)) (T, error) {
 	type result struct {
-		m   *openapi.ApiV2010Message
+		v   T
 		err error
 	}
 	ch := make(chan result, 1)
 	go func() {
-		m, err := a.api.CreateMessage(p)
-		ch <- result{m, err}
+		v, err := call()
+		ch <- result{v, err}
 	}()
 	select {
 	case r := <-ch:
-		return r.m, r.err
+		return r.v, r.err
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		var zero T
+		return zero, ctx.Err()
 	}
 }
 
