@@ -12,7 +12,7 @@ import (
 const Version = 1
 
 // Kind says what an envelope carries. Exactly the field named by the kind is
-// set (Message, Status or Error).
+// set (Message, Status, Error or Presence).
 type Kind string
 
 // Envelope kinds.
@@ -26,6 +26,10 @@ const (
 	// KindError tells the XMPP user that an outbound message was refused or
 	// could not be delivered. It always travels adapter → component.
 	KindError Kind = "error"
+	// KindPresence is about a user's place in a room (a group conversation
+	// shown as a XEP-0045 room): outbound, joining or leaving; inbound, who
+	// is in the room, including the user (self), and refused joins.
+	KindPresence Kind = "presence"
 )
 
 // Envelope is one event on the bus. See docs/bus.md.
@@ -38,13 +42,22 @@ type Envelope struct {
 	// User is the XMPP side. Outbound: the sender's full JID. Inbound: the
 	// recipient (bare JID, or full JID when an error answers one resource).
 	User string `json:"user"`
-	// Contact is the network-side address, unescaped (e.g. "+15551234567").
+	// Contact is the network-side address, unescaped (e.g. "+15551234567"),
+	// or the room for groupchat messages and presence ("#go-nuts"). Empty
+	// only for an inbound message from the gateway itself (a notice).
 	Contact string `json:"contact"`
 
-	Message *Message `json:"message,omitempty"`
-	Status  *Status  `json:"status,omitempty"`
-	Error   *Error   `json:"error,omitempty"`
+	Message  *Message  `json:"message,omitempty"`
+	Status   *Status   `json:"status,omitempty"`
+	Error    *Error    `json:"error,omitempty"`
+	Presence *Presence `json:"presence,omitempty"`
 }
+
+// Message types. The zero value is a one-to-one chat.
+const (
+	TypeChat      = "chat"
+	TypeGroupchat = "groupchat"
+)
 
 // Message is the payload of a KindMessage envelope.
 type Message struct {
@@ -55,6 +68,40 @@ type Message struct {
 	Media   []Media `json:"media,omitempty"`
 	Thread  string  `json:"thread,omitempty"`
 	Receipt bool    `json:"receipt,omitempty"` // the XMPP sender asked for a XEP-0184 receipt
+	// Type is "" or "chat" for one-to-one messages, "groupchat" for
+	// messages to or in a room (then Contact is the room).
+	Type string `json:"type,omitempty"`
+	// Nick is, for an inbound groupchat message, the occupant who spoke;
+	// empty for a message from the room itself (a notice).
+	Nick string `json:"nick,omitempty"`
+	// Subject is the room's subject (topic) when the message sets or
+	// announces it; an empty string means the room has none. Groupchat only.
+	Subject *string `json:"subject,omitempty"`
+}
+
+// Presence types.
+const (
+	PresenceAvailable   = ""            // joined, or present in the room
+	PresenceUnavailable = "unavailable" // left
+	PresenceError       = "error"       // the join was refused (Error says why)
+)
+
+// Presence is the payload of a KindPresence envelope; Contact is the room.
+// Outbound (component → adapter) it asks to join (available) or leave
+// (unavailable) the room as Nick. Inbound it says that the occupant Nick is
+// in the room or left it; Self marks the user's own occupant, which the
+// adapter sends last when the join completed, after every other occupant.
+type Presence struct {
+	Type string `json:"type,omitempty"` // "", "unavailable" or "error"
+	Nick string `json:"nick"`           // occupant nick; outbound: the nick asked for
+	// NewNick, with type unavailable, says the occupant is now known as
+	// NewNick (XEP-0045 status 303); an available presence for NewNick follows.
+	NewNick     string `json:"new_nick,omitempty"`
+	Self        bool   `json:"self,omitempty"`
+	Role        string `json:"role,omitempty"`        // moderator, participant (default), visitor
+	Affiliation string `json:"affiliation,omitempty"` // owner, admin, member, none (default)
+	Status      string `json:"status,omitempty"`      // human text: a part or quit message
+	Error       *Error `json:"error,omitempty"`       // type error: why the join was refused
 }
 
 // Media is an attachment reachable by URL.
@@ -139,22 +186,30 @@ func (e *Envelope) Validate() error {
 		return bad("missing \"gateway\"")
 	case e.User == "":
 		return bad("missing \"user\"")
-	case e.Contact == "":
+	case e.Contact == "" && e.Kind != KindMessage:
 		return bad("missing \"contact\"")
 	}
 	set := 0
-	for _, p := range []bool{e.Message != nil, e.Status != nil, e.Error != nil} {
+	for _, p := range []bool{e.Message != nil, e.Status != nil, e.Error != nil, e.Presence != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return bad("exactly one of \"message\", \"status\", \"error\" must be set, found %d", set)
+		return bad("exactly one of \"message\", \"status\", \"error\", \"presence\" must be set, found %d", set)
 	}
 	switch e.Kind {
 	case KindMessage:
 		if e.Message == nil {
 			return bad("kind %q without \"message\"", e.Kind)
+		}
+		switch e.Message.Type {
+		case "", TypeChat, TypeGroupchat:
+		default:
+			return bad("unknown message type %q", e.Message.Type)
+		}
+		if e.Contact == "" && (e.Message.Type == TypeGroupchat || e.Message.Nick != "") {
+			return bad("groupchat message without \"contact\" (the room)")
 		}
 	case KindStatus:
 		if e.Status == nil {
@@ -169,6 +224,19 @@ func (e *Envelope) Validate() error {
 		}
 		if e.Error.Condition == "" {
 			return bad("error needs \"condition\"")
+		}
+	case KindPresence:
+		if e.Presence == nil {
+			return bad("kind %q without \"presence\"", e.Kind)
+		}
+		switch e.Presence.Type {
+		case PresenceAvailable, PresenceUnavailable:
+		case PresenceError:
+			if e.Presence.Error == nil || e.Presence.Error.Condition == "" {
+				return bad("presence of type error needs \"error\" with \"condition\"")
+			}
+		default:
+			return bad("unknown presence type %q", e.Presence.Type)
 		}
 	default:
 		return bad("unknown kind %q", e.Kind)

@@ -153,10 +153,10 @@ func TestEncodeSetsVersion(t *testing.T) {
 
 func TestEncodeRejectsInvalid(t *testing.T) {
 	e := messageEnvelope()
-	e.Contact = ""
+	e.User = ""
 	data, err := bus.Encode(e)
 	if !errors.Is(err, bus.ErrInvalidEnvelope) {
-		t.Fatalf("Encode(no contact) = %q, %v; want ErrInvalidEnvelope", data, err)
+		t.Fatalf("Encode(no user) = %q, %v; want ErrInvalidEnvelope", data, err)
 	}
 	if data != nil {
 		t.Errorf("Encode returned data with an error: %q", data)
@@ -177,7 +177,28 @@ func TestValidate(t *testing.T) {
 		{"missing id", func(e *bus.Envelope) { e.ID = "" }, []string{`"id"`}},
 		{"missing gateway", func(e *bus.Envelope) { e.Gateway = "" }, []string{`"gateway"`}},
 		{"missing user", func(e *bus.Envelope) { e.User = "" }, []string{`"user"`}},
-		{"missing contact", func(e *bus.Envelope) { e.Contact = "" }, []string{`"contact"`}},
+		{"message from the gateway itself (no contact)", func(e *bus.Envelope) { e.Contact = "" }, nil},
+		{"groupchat without room", func(e *bus.Envelope) { e.Contact, e.Message.Type = "", bus.TypeGroupchat },
+			[]string{`without "contact"`}},
+		{"status without contact", func(e *bus.Envelope) {
+			e.Kind, e.Contact, e.Message, e.Status = bus.KindStatus, "", nil, &bus.Status{Ref: "m1", State: bus.StateDelivered}
+		}, []string{`"contact"`}},
+		{"unknown message type", func(e *bus.Envelope) { e.Message.Type = "headline" }, []string{`unknown message type "headline"`}},
+		{"valid groupchat with subject", func(e *bus.Envelope) {
+			subject := ""
+			e.Contact, e.Message.Type, e.Message.Nick, e.Message.Subject = "#go", bus.TypeGroupchat, "alice", &subject
+		}, nil},
+		{"valid presence", func(e *bus.Envelope) {
+			e.Kind, e.Contact, e.Message, e.Presence = bus.KindPresence, "#go", nil, &bus.Presence{Nick: "alice", Self: true}
+		}, nil},
+		{"presence without payload", func(e *bus.Envelope) { e.Kind = bus.KindPresence },
+			[]string{`kind "presence" without "presence"`}},
+		{"unknown presence type", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Presence = bus.KindPresence, nil, &bus.Presence{Nick: "a", Type: "subscribe"}
+		}, []string{`unknown presence type "subscribe"`}},
+		{"presence error without condition", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Presence = bus.KindPresence, nil, &bus.Presence{Nick: "a", Type: bus.PresenceError}
+		}, []string{`"condition"`}},
 		{"no payload", func(e *bus.Envelope) { e.Message = nil }, []string{"exactly one", "found 0"}},
 		{"two payloads", func(e *bus.Envelope) { e.Status = &bus.Status{Ref: "m1", State: bus.StateSent} },
 			[]string{"exactly one", "found 2"}},
@@ -192,7 +213,7 @@ func TestValidate(t *testing.T) {
 		{"kind message with status payload", func(e *bus.Envelope) {
 			e.Message, e.Status = nil, &bus.Status{Ref: "m1", State: bus.StateSent}
 		}, []string{`kind "message" without "message"`}},
-		{"unknown kind", func(e *bus.Envelope) { e.Kind = "presence" }, []string{`unknown kind "presence"`}},
+		{"unknown kind", func(e *bus.Envelope) { e.Kind = "typing" }, []string{`unknown kind "typing"`}},
 		{"empty kind", func(e *bus.Envelope) { e.Kind = "" }, []string{`unknown kind ""`}},
 		{"status without ref", func(e *bus.Envelope) {
 			e.Kind, e.Message, e.Status = bus.KindStatus, nil, &bus.Status{State: bus.StateDelivered}

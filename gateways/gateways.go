@@ -32,6 +32,9 @@ type Host interface {
 	Deliver(ctx context.Context, m Inbound) error
 	// Report stores a delivery status for an earlier outbound message.
 	Report(ctx context.Context, s Status) error
+	// Occupant stores a change in a room's occupants, as the user sees it.
+	// Only adapters with Capabilities.Rooms call it.
+	Occupant(ctx context.Context, o Occupant) error
 }
 
 // Capabilities are what a network carries. The runner and the component
@@ -40,6 +43,9 @@ type Capabilities struct {
 	Media    bool // attachments (URLs) travel as media, not just text
 	Receipts bool // the network reports delivery
 	Typing   bool // typing notifications
+	// Rooms: the network has group conversations, shown to XMPP users as
+	// XEP-0045 rooms. The adapter implements RoomAdapter.
+	Rooms bool
 }
 
 // Outbound is a message from an XMPP user to a network contact.
@@ -52,6 +58,10 @@ type Outbound struct {
 	Thread  string
 	Receipt bool // the sender asked for a delivery receipt
 	Attempt int  // 1 on the first try
+	// Groupchat: the message is to the room To (Rooms adapters only).
+	Groupchat bool
+	// Subject, when set on a groupchat message, changes the room's subject.
+	Subject *string
 }
 
 // Inbound is a message from a network contact to an XMPP user.
@@ -62,6 +72,66 @@ type Inbound struct {
 	Body       string
 	Media      []Media
 	Thread     string
+	// Groupchat: the message was said in the room From, by Nick; an empty
+	// Nick is the room itself speaking (a notice). To is then the full JID
+	// that joined the room.
+	Groupchat bool
+	Nick      string
+	// Subject, when set, is the room's subject (topic); "" means none. A
+	// room announces it once the user has joined, after the occupants.
+	Subject *string
+}
+
+// Notice returns an Inbound from the gateway itself (From empty) telling
+// user something about the service, such as a lost connection.
+func Notice(user, text string) Inbound {
+	return Inbound{To: user, Body: text}
+}
+
+// Join asks to enter a room as Nick on behalf of User.
+type Join struct {
+	User    string // the XMPP user's full JID: where the room's traffic goes
+	Room    string // e.g. "#go-nuts"
+	Nick    string // the nick asked for (the resource of the room JID)
+	Attempt int
+}
+
+// Leave asks to leave a room.
+type Leave struct {
+	User   string // full JID
+	Room   string
+	Nick   string
+	Status string // the user's parting words, if any
+}
+
+// Occupant is a change in a room's occupants as User sees it. Adapters send
+// the occupants already present first and the user's own (Self) last, which
+// completes the join; then the room's subject (an Inbound with Subject).
+type Occupant struct {
+	User string // full JID that joined
+	Room string
+	Nick string
+	// Left: the occupant left the room. With NewNick set, it is a nick
+	// change, and an Occupant for NewNick follows.
+	Left    bool
+	NewNick string
+	Self    bool   // this occupant is User
+	Role    string // moderator, participant (default), visitor
+	// Affiliation: owner, admin, member, none (default).
+	Affiliation string
+	Status      string // part or quit message
+}
+
+// RoomAdapter is an adapter with Capabilities.Rooms.
+type RoomAdapter interface {
+	// IsRoom tells room addresses ("#go-nuts") from contacts ("alice").
+	IsRoom(address string) bool
+	// Join enters a room; success is reported through Host.Occupant (the
+	// Self occupant), not by the return value, because joining completes
+	// when the network says so. An error refuses the join.
+	Join(ctx context.Context, j Join) error
+	// Leave leaves a room; the Self occupant with Left follows.
+	Leave(ctx context.Context, l Leave) error
 }
 
 // Media is an attachment reachable by URL.
@@ -128,6 +198,16 @@ type HTTPProvider interface {
 // (numbers); the component serves XEP-0077 and ad-hoc commands with it.
 type RegistrarProvider interface {
 	Registrar() Registrar
+}
+
+// AddressChooser is a Registrar whose users choose their address (an IRC
+// nick) when they register, instead of being assigned one.
+type AddressChooser interface {
+	// AddressField describes the registration form's field: its label and
+	// the instructions shown above it.
+	AddressField() (label, instructions string)
+	// RegisterAs gives user the address they asked for, replacing theirs.
+	RegisterAs(ctx context.Context, user, address string) (string, error)
 }
 
 // Registrar is what RegistrarProvider returns; users are bare JIDs.

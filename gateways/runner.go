@@ -216,39 +216,46 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		_ = msg.Term()
 		return
 	}
-	if e.Kind != bus.KindMessage {
-		r.log.Warn("unexpected envelope kind on outbound subject", "kind", e.Kind, "id", e.ID)
-		_ = msg.Term()
-		return
-	}
 	attempt := 1
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 	}
-	out := Outbound{
-		ID:      e.Message.ID,
-		From:    e.User,
-		To:      e.Contact,
-		Body:    e.Message.Body,
-		Thread:  e.Message.Thread,
-		Receipt: e.Message.Receipt,
-		Attempt: attempt,
-	}
-	for _, m := range e.Message.Media {
-		out.Media = append(out.Media, Media{URL: m.URL, Type: m.Type, Size: m.Size})
-	}
-	if len(out.Media) > 0 && !r.o.Info.Capabilities.Media {
-		// The body of an XEP-0066 message carries the URL too; a network
-		// without media gets the text only.
-		out.Media = nil
-		if strings.TrimSpace(out.Body) == "" {
-			r.fail(ctx, msg, e, Reject(FeatureNotImplemented, "this network cannot carry attachments"))
+	var send func(context.Context) error
+	switch e.Kind {
+	case bus.KindMessage:
+		out, ref := r.outbound(e, attempt)
+		if ref != nil {
+			r.fail(ctx, msg, e, ref)
 			return
 		}
+		send = func(ctx context.Context) error { return r.o.Adapter.Send(ctx, out) }
+	case bus.KindPresence:
+		ra, ok := r.o.Adapter.(RoomAdapter)
+		if !ok || !r.o.Info.Capabilities.Rooms {
+			r.fail(ctx, msg, e, Reject(FeatureNotImplemented, "this network has no rooms"))
+			return
+		}
+		p := e.Presence
+		if p.Type == bus.PresenceError {
+			r.log.Warn("presence error on outbound subject", "id", e.ID)
+			_ = msg.Term()
+			return
+		}
+		if p.Type == bus.PresenceUnavailable {
+			l := Leave{User: e.User, Room: e.Contact, Nick: p.Nick, Status: p.Status}
+			send = func(ctx context.Context) error { return ra.Leave(ctx, l) }
+		} else {
+			j := Join{User: e.User, Room: e.Contact, Nick: p.Nick, Attempt: attempt}
+			send = func(ctx context.Context) error { return ra.Join(ctx, j) }
+		}
+	default:
+		r.log.Warn("unexpected envelope kind on outbound subject", "kind", e.Kind, "id", e.ID)
+		_ = msg.Term()
+		return
 	}
 
 	sendCtx, cancel := context.WithTimeout(ctx, r.o.SendTimeout)
-	err = r.o.Adapter.Send(sendCtx, out)
+	err = send(sendCtx)
 	cancel()
 	switch {
 	case err == nil:
@@ -270,10 +277,45 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		})
 	default:
 		delay := backoff.Delay(r.o.RetryBase, r.o.RetryMax, attempt)
-		r.log.Warn("send failed; will retry", "id", out.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
+		r.log.Warn("send failed; will retry", "id", e.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Retried)
 		_ = msg.NakWithDelay(delay)
 	}
+}
+
+// outbound turns a message envelope into what the adapter is given, honouring
+// the adapter's declared capabilities: a network without media or rooms is
+// never handed them.
+func (r *Runner) outbound(e *bus.Envelope, attempt int) (Outbound, error) {
+	out := Outbound{
+		ID:        e.Message.ID,
+		From:      e.User,
+		To:        e.Contact,
+		Body:      e.Message.Body,
+		Thread:    e.Message.Thread,
+		Receipt:   e.Message.Receipt,
+		Attempt:   attempt,
+		Groupchat: e.Message.Type == bus.TypeGroupchat,
+		Subject:   e.Message.Subject,
+	}
+	if out.To == "" {
+		return out, Reject(BadRequest, "the message has no recipient")
+	}
+	if out.Groupchat && !r.o.Info.Capabilities.Rooms {
+		return out, Reject(FeatureNotImplemented, "this network has no rooms")
+	}
+	for _, m := range e.Message.Media {
+		out.Media = append(out.Media, Media{URL: m.URL, Type: m.Type, Size: m.Size})
+	}
+	if len(out.Media) > 0 && !r.o.Info.Capabilities.Media {
+		// The body of an XEP-0066 message carries the URL too; a network
+		// without media gets the text only.
+		out.Media = nil
+		if strings.TrimSpace(out.Body) == "" {
+			return out, Reject(FeatureNotImplemented, "this network cannot carry attachments")
+		}
+	}
+	return out, nil
 }
 
 // fail tells the sender and then acks. If the error cannot be stored the
@@ -290,20 +332,28 @@ func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, e
 	if text == "" && ge.Err != nil {
 		text = ge.Err.Error()
 	}
-	env := r.envelope(bus.KindError, e.User, e.Contact)
-	env.Error = &bus.Error{
-		Ref:       e.Message.ID,
+	be := &bus.Error{
 		Condition: string(ge.Condition),
 		Type:      errorType(ge.Condition),
 		Text:      text,
 		Code:      ge.Code,
+	}
+	var env *bus.Envelope
+	if e.Kind == bus.KindPresence {
+		// A refused join is answered with a presence error from the room.
+		env = r.envelope(bus.KindPresence, e.User, e.Contact)
+		env.Presence = &bus.Presence{Type: bus.PresenceError, Nick: e.Presence.Nick, Error: be}
+	} else {
+		env = r.envelope(bus.KindError, e.User, e.Contact)
+		be.Ref = e.Message.ID
+		env.Error = be
 	}
 	if _, perr := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "err:"+e.ID); perr != nil {
 		r.log.Error("could not store error for sender; will retry", "id", e.ID, "err", perr)
 		_ = msg.NakWithDelay(r.o.RetryBase)
 		return
 	}
-	r.log.Info("message refused", "id", e.Message.ID, "condition", ge.Condition, "err", err)
+	r.log.Info("message refused", "id", e.ID, "kind", e.Kind, "condition", ge.Condition, "err", err)
 	r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Failed)
 	_ = msg.Ack()
 }
@@ -332,7 +382,10 @@ func (r *Runner) envelope(kind bus.Kind, user, contact string) *bus.Envelope {
 func (h *host) Deliver(ctx context.Context, m Inbound) error {
 	r := h.r
 	env := r.envelope(bus.KindMessage, m.To, m.From)
-	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread}
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject}
+	if m.Groupchat {
+		env.Message.Type = bus.TypeGroupchat
+	}
 	for _, md := range m.Media {
 		env.Message.Media = append(env.Message.Media, bus.Media{URL: md.URL, Type: md.Type, Size: md.Size})
 	}
@@ -357,6 +410,20 @@ func (h *host) Report(ctx context.Context, s Status) error {
 	env := r.envelope(bus.KindStatus, s.User, s.Contact)
 	env.Status = &bus.Status{Ref: s.Ref, State: s.State, Code: s.Code, Reason: s.Reason}
 	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "st:"+s.Ref+":"+s.State)
+	return err
+}
+
+func (h *host) Occupant(ctx context.Context, o Occupant) error {
+	r := h.r
+	env := r.envelope(bus.KindPresence, o.User, o.Room)
+	env.Presence = &bus.Presence{
+		Nick: o.Nick, NewNick: o.NewNick, Self: o.Self,
+		Role: o.Role, Affiliation: o.Affiliation, Status: o.Status,
+	}
+	if o.Left {
+		env.Presence.Type = bus.PresenceUnavailable
+	}
+	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "")
 	return err
 }
 

@@ -110,6 +110,11 @@ func (h *recordingHost) Deliver(_ context.Context, m gateways.Inbound) error {
 	return nil
 }
 
+// Occupant: the adapter declares no rooms, so it must never call this.
+func (h *recordingHost) Occupant(context.Context, gateways.Occupant) error {
+	panic("Occupant called by an adapter without rooms")
+}
+
 func (h *recordingHost) Report(_ context.Context, s gateways.Status) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
