@@ -39,6 +39,10 @@ type Options struct {
 	ContactType string
 	// Receipts and Media advertise XEP-0184 and XEP-0066 support.
 	Receipts, Media bool
+	// IsRoom, when set, says which contact addresses are rooms (group
+	// conversations) served as XEP-0045 rooms; nil means the network has
+	// none.
+	IsRoom func(address string) bool
 
 	// Registrar, when set, enables XEP-0077 registration and the ad-hoc
 	// commands; Translator enables XEP-0100 jabber:iq:gateway.

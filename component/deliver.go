@@ -74,57 +74,112 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 // stanzasFor maps an envelope to what the user receives. Media travel one
 // item per message (XEP-0066: body and url the same) after the text, which
 // is how clients such as Conversations show attachments inline.
-func (c *Component) stanzasFor(e *bus.Envelope) ([]outMessage, error) {
-	contact, err := c.contactJID(e.Contact)
-	if err != nil {
-		return nil, err
+func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
+	from := c.domain.String() // an empty contact is the gateway itself
+	if e.Contact != "" {
+		contact, err := c.contactJID(e.Contact)
+		if err != nil {
+			return nil, err
+		}
+		from = contact.String()
 	}
 	user, err := jid.Parse(e.User)
 	if err != nil {
 		return nil, fmt.Errorf("user %q: %w", e.User, err)
 	}
-	from, to := contact.String(), user.String()
+	to := user.String()
 	switch e.Kind {
 	case bus.KindMessage:
 		m := e.Message
-		var out []outMessage
-		if m.Body != "" || len(m.Media) == 0 {
-			out = append(out, outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: "chat", Body: m.Body, Thread: m.Thread, Active: &chatStateOut{}})
+		typ := "chat"
+		var active *chatStateOut
+		if m.Type == bus.TypeGroupchat {
+			typ = "groupchat"
+			if m.Nick != "" {
+				from += "/" + m.Nick
+			}
+		} else {
+			active = &chatStateOut{}
+		}
+		var out []any
+		if m.Body != "" || m.Subject != nil || len(m.Media) == 0 {
+			out = append(out, outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Subject: m.Subject, Body: m.Body, Thread: m.Thread, Active: active})
 		}
 		for i, md := range m.Media {
-			out = append(out, outMessage{ID: stanzaID(e.ID, i+1), From: from, To: to, Type: "chat", Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}})
+			out = append(out, outMessage{ID: stanzaID(e.ID, i+1), From: from, To: to, Type: typ, Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}})
 		}
 		return out, nil
+	case bus.KindPresence:
+		return []any{c.roomPresence(e, from, to)}, nil
 	case bus.KindStatus:
 		switch e.Status.State {
 		case bus.StateDelivered:
-			return []outMessage{{ID: stanzaID(e.ID, 0), From: from, To: to, Received: &receiptOut{ID: e.Status.Ref}}}, nil
+			return []any{outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Received: &receiptOut{ID: e.Status.Ref}}}, nil
 		case bus.StateFailed:
 			text := e.Status.Reason
 			if e.Status.Code != "" {
 				text = fmt.Sprintf("%s (error %s)", text, e.Status.Code)
 			}
-			return []outMessage{errorMessage(e.Status.Ref, from, to, "cancel", "recipient-unavailable", text, c.o.Domain)}, nil
+			return []any{errorMessage(e.Status.Ref, from, to, "cancel", "recipient-unavailable", text, c.o.Domain)}, nil
 		}
 		return nil, nil // "sent" and unknown states: nothing to show
 	case bus.KindError:
 		er := e.Error
-		text := er.Text
-		if er.Code != "" {
-			text = fmt.Sprintf("%s (error %s)", text, er.Code)
-		}
-		typ := er.Type
+		return []any{errorMessage(er.Ref, from, to, er.Type, er.Condition, errorTextOf(er), c.o.Domain)}, nil
+	}
+	return nil, fmt.Errorf("unknown kind %q", e.Kind)
+}
+
+// errorTextOf is an error's human text with the provider's code appended.
+func errorTextOf(er *bus.Error) string {
+	if er.Code != "" {
+		return fmt.Sprintf("%s (error %s)", er.Text, er.Code)
+	}
+	return er.Text
+}
+
+// roomPresence is an occupant's presence as XEP-0045 §7.2 shows it: from
+// room/nick, with the occupant's role and affiliation, and status codes 110
+// (this is you) and 303 (nick changed).
+func (c *Component) roomPresence(e *bus.Envelope, room, to string) outPresence {
+	p := e.Presence
+	from := room
+	if p.Nick != "" {
+		from += "/" + p.Nick
+	}
+	if p.Type == bus.PresenceError {
+		typ := p.Error.Type
 		if typ == "" {
 			typ = "cancel"
 		}
-		return []outMessage{errorMessage(er.Ref, from, to, typ, er.Condition, text, c.o.Domain)}, nil
+		return outPresence{ID: e.ID, From: from, To: to, Type: "error", Error: newStanzaError(typ, p.Error.Condition, errorTextOf(p.Error), c.o.Domain)}
 	}
-	return nil, fmt.Errorf("unknown kind %q", e.Kind)
+	x := &mucUser{Item: mucItem{Affiliation: p.Affiliation, Role: p.Role}}
+	if x.Item.Affiliation == "" {
+		x.Item.Affiliation = "none"
+	}
+	switch {
+	case p.Type == bus.PresenceUnavailable:
+		x.Item.Role = "none"
+	case x.Item.Role == "":
+		x.Item.Role = "participant"
+	}
+	if p.NewNick != "" && p.Type == bus.PresenceUnavailable {
+		x.Item.Nick = p.NewNick
+		x.Status = append(x.Status, mucStatus{303})
+	}
+	if p.Self {
+		x.Status = append(x.Status, mucStatus{110})
+	}
+	return outPresence{ID: e.ID, From: from, To: to, Type: p.Type, Status: p.Status, MUC: x}
 }
 
 // errorMessage references the failed message by its id (RFC 6120 §8.3: the
 // error stanza carries the id of the stanza that caused it).
 func errorMessage(ref, from, to, typ, cond, text, by string) outMessage {
+	if typ == "" {
+		typ = "cancel"
+	}
 	return outMessage{ID: ref, From: from, To: to, Type: "error", Error: newStanzaError(typ, cond, text, by)}
 }
 

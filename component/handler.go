@@ -40,7 +40,7 @@ func (c *Component) handler(ctx context.Context) xmpp.Handler {
 			if err := d.Decode(&p); err != nil {
 				return c.undecodable(start, err)
 			}
-			return c.onPresence(t, &p)
+			return c.onPresence(ctx, t, &p)
 		}
 		return nil
 	})
@@ -106,12 +106,31 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 			size += len(u)
 		}
 	}
-	if strings.TrimSpace(body) == "" && len(media) == 0 {
+	contact, msgType := unescapeLocal(r.to.Localpart()), ""
+	var subject *string
+	room := r.to.Localpart() != "" && c.isRoom(contact)
+	switch {
+	case m.Type == "groupchat" && (!room || r.to.Resourcepart() != ""):
+		return nil, "", &refusal{"modify", "bad-request", "groupchat messages go to a room's bare address, such as #room@" + c.o.Domain}
+	case m.Type == "groupchat":
+		msgType = bus.TypeGroupchat
+		if len(m.Subject) > 0 {
+			s := firstBody(m.Subject)
+			subject = &s
+			size += len(s)
+		}
+	case room && r.to.Resourcepart() != "":
+		// A private message to an occupant is a direct message to its nick.
+		contact = r.to.Resourcepart()
+	case room:
+		return nil, "", &refusal{"modify", "bad-request", "send messages to a room with type groupchat, after joining it"}
+	}
+	if strings.TrimSpace(body) == "" && len(media) == 0 && subject == nil {
 		return nil, "", nil
 	}
 	if r.to.Localpart() == "" {
 		return nil, "", &refusal{"cancel", "service-unavailable",
-			"this is the " + c.o.Domain + " gateway itself; message a contact such as +15551234567@" + c.o.Domain}
+			"this is the " + c.o.Domain + " gateway itself; message a contact such as " + c.exampleContact()}
 	}
 	if size > maxMessageBytes {
 		return nil, "", &refusal{"modify", "not-acceptable",
@@ -127,13 +146,15 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 		Gateway: c.o.Name,
 		Time:    time.Now().UTC(),
 		User:    r.from.String(),
-		Contact: unescapeLocal(r.to.Localpart()),
+		Contact: contact,
 		Message: &bus.Message{
 			ID:      stanzaID,
 			Body:    body,
 			Media:   media,
 			Thread:  m.Thread,
 			Receipt: m.Request != nil,
+			Type:    msgType,
+			Subject: subject,
 		},
 	}
 	// Dedup key: the same stanza (a client resending after a reconnect) is
@@ -202,6 +223,19 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	return nil
 }
 
+// isRoom says whether a contact address is one of the network's rooms.
+func (c *Component) isRoom(contact string) bool {
+	return c.o.IsRoom != nil && c.o.IsRoom(contact)
+}
+
+// exampleContact is a contact address to show in help texts.
+func (c *Component) exampleContact() string {
+	if c.o.IdentityType == "sms" || c.o.ContactType == "sms" {
+		return "+15551234567@" + c.o.Domain
+	}
+	return "someone@" + c.o.Domain
+}
+
 func firstBody(bodies []langText) string {
 	// Prefer the body without xml:lang (the stream default language).
 	for _, b := range bodies {
@@ -244,6 +278,12 @@ func (c *Component) onIQ(ctx context.Context, w xmlstream.TokenReadEncoder, iq *
 	toContact := r.to.Localpart() != ""
 	p := iq.Payload.XMLName
 	switch {
+	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && iq.Payload.Node == "" &&
+		toContact && r.to.Resourcepart() == "" && c.isRoom(unescapeLocal(r.to.Localpart())):
+		reply.Payload = discoInfo{
+			Identities: []identity{{Category: "conference", Type: "text", Name: unescapeLocal(r.to.Localpart())}},
+			Features:   []feature{{nsDiscoInfo}, {nsMUC}, {"muc_public"}, {"muc_open"}, {"muc_nonanonymous"}, {"muc_unsecured"}, {"muc_persistent"}},
+		}
 	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && iq.Payload.Node == "":
 		reply.Payload = c.discoInfo(toContact)
 	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && iq.Payload.Node == "":
@@ -284,6 +324,11 @@ func (c *Component) discoInfo(contact bool) discoInfo {
 		if c.o.Translator != nil {
 			info.Features = append(info.Features, feature{nsGateway})
 		}
+		if c.o.IsRoom != nil {
+			// Rooms are reachable as a XEP-0045 service on this domain.
+			info.Identities = append(info.Identities, identity{Category: "conference", Type: c.o.IdentityType, Name: c.o.IdentityName})
+			info.Features = append(info.Features, feature{nsMUC})
+		}
 	}
 	if c.o.Receipts {
 		info.Features = append(info.Features, feature{nsReceipts})
@@ -297,10 +342,13 @@ func (c *Component) discoInfo(contact bool) discoInfo {
 // onPresence approves subscriptions to the gateway and its contacts and says
 // they are available (XEP-0100 §4.1.3): networks like SMS have no presence,
 // and a contact shown offline makes some clients refuse to send.
-func (c *Component) onPresence(w xmlstream.TokenReadEncoder, p *inPresence) error {
+func (c *Component) onPresence(ctx context.Context, w xmlstream.TokenReadEncoder, p *inPresence) error {
 	r, err := c.parseRoute(p.From, p.To)
 	if err != nil || p.Type == "error" {
 		return nil
+	}
+	if room := unescapeLocal(r.to.Localpart()); room != "" && c.isRoom(room) && (p.Type == "" || p.Type == "unavailable") {
+		return c.onRoomPresence(ctx, w, p, r, room)
 	}
 	if !c.permitted(r.from) {
 		if p.Type == "subscribe" {
@@ -322,6 +370,48 @@ func (c *Component) onPresence(w xmlstream.TokenReadEncoder, p *inPresence) erro
 		return w.Encode(outPresence{From: self, To: r.from.String()})
 	case "unsubscribe":
 		return w.Encode(outPresence{From: self, To: r.from.Bare().String(), Type: "unsubscribed"})
+	}
+	return nil
+}
+
+// onRoomPresence turns XEP-0045 joins and exits into presence envelopes. An
+// available presence without the MUC <x/> is a status update from a client
+// already in the room; the network has nothing to do with it.
+func (c *Component) onRoomPresence(ctx context.Context, w xmlstream.TokenReadEncoder, p *inPresence, r route, room string) error {
+	refuse := func(typ, cond, text string) error {
+		if p.Type == "unavailable" {
+			return nil // never answer an exit with an error
+		}
+		return w.Encode(outPresence{ID: p.ID, From: p.To, To: p.From, Type: "error", Error: newStanzaError(typ, cond, text, c.o.Domain)})
+	}
+	if !c.permitted(r.from) {
+		return refuse("auth", "forbidden", c.notServed())
+	}
+	nick := r.to.Resourcepart()
+	pr := &bus.Presence{Nick: nick, Status: p.Status}
+	switch {
+	case p.Type == "unavailable":
+		pr.Type = bus.PresenceUnavailable
+	case nick == "":
+		return refuse("modify", "jid-malformed", "join a room as "+r.to.Bare().String()+"/yournick")
+	case p.MUC == nil:
+		return nil
+	}
+	env := &bus.Envelope{
+		Kind:     bus.KindPresence,
+		ID:       nuid.Next(),
+		Gateway:  c.o.Name,
+		Time:     time.Now().UTC(),
+		User:     r.from.String(),
+		Contact:  room,
+		Presence: pr,
+	}
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, "")
+	cancel()
+	if err != nil {
+		c.log.Error("could not store a room join or exit", "from", p.From, "room", room, "err", err)
+		return refuse("wait", "internal-server-error", "the gateway could not queue the join; please try again later")
 	}
 	return nil
 }

@@ -20,8 +20,10 @@ type registerQuery struct {
 	Instructions string    `xml:"instructions"`
 	// Username is the legacy (non-form) view of the registration, for
 	// clients that do not render data forms.
-	Username string    `xml:"username,omitempty"`
-	Form     *dataForm `xml:",omitempty"`
+	Username string `xml:"username,omitempty"`
+	// Nick is the legacy field for a chosen address (AddressChooser).
+	Nick *string   `xml:"nick"`
+	Form *dataForm `xml:",omitempty"`
 }
 
 // registrarContext detaches a Registrar call from the stream's context: a
@@ -78,7 +80,13 @@ func (c *Component) onRegister(ctx context.Context, w xmlstream.TokenReadEncoder
 		return nil
 
 	default:
-		number, err := c.o.Registrar.Register(rctx, user)
+		var number string
+		var err error
+		if chosen := chosenAddress(iq); chosen != "" && c.chooser() != nil {
+			number, err = c.chooser().RegisterAs(rctx, user, chosen)
+		} else {
+			number, err = c.o.Registrar.Register(rctx, user)
+		}
 		if err != nil {
 			return replyIQError(w, iq, c.errorFor(err, "register"))
 		}
@@ -95,7 +103,32 @@ func (c *Component) onRegister(ctx context.Context, w xmlstream.TokenReadEncoder
 	}
 }
 
-func (c *Component) registerQuery(number string) registerQuery {
+// chooser is the Registrar as an AddressChooser, nil when users do not
+// choose their address.
+func (c *Component) chooser() AddressChooser {
+	ch, _ := c.o.Registrar.(AddressChooser)
+	return ch
+}
+
+// chosenAddress is what a registration submits as the user's address: the
+// form's nick field, or the legacy <nick/> or <username/>.
+func chosenAddress(iq *inIQ) string {
+	if v, ok := iq.Payload.Form.value("nick"); ok {
+		return v
+	}
+	for _, p := range []*string{iq.Payload.Nick, iq.Payload.Username} {
+		if p != nil && strings.TrimSpace(*p) != "" {
+			return strings.TrimSpace(*p)
+		}
+	}
+	return ""
+}
+
+func (c *Component) registerQuery(address string) registerQuery {
+	if ch := c.chooser(); ch != nil {
+		return c.chooseQuery(ch, address)
+	}
+	number := address
 	domain := c.domain.String()
 	q := registerQuery{
 		Instructions: "Submit this form to get a phone number from " + domain +
@@ -127,4 +160,26 @@ func values(v string) []string {
 		return nil
 	}
 	return []string{v}
+}
+
+// chooseQuery is the registration form of a gateway whose users choose
+// their address (XEP-0077 "nick" field, in the form and as a legacy field).
+func (c *Component) chooseQuery(ch AddressChooser, address string) registerQuery {
+	label, instructions := ch.AddressField()
+	q := registerQuery{Instructions: instructions, Nick: new(string)}
+	if address != "" {
+		q.Registered = &struct{}{}
+		*q.Nick = address
+		q.Instructions = "You are registered as " + address + ". Submit another to change it; unregister to leave."
+	}
+	q.Form = &dataForm{
+		Type:         "form",
+		Title:        "Registration with " + c.domain.String(),
+		Instructions: []string{q.Instructions},
+		Fields: []formField{
+			{Var: "FORM_TYPE", Type: "hidden", Values: []string{nsRegister}},
+			{Var: "nick", Type: "text-single", Label: label, Required: &struct{}{}, Values: values(address)},
+		},
+	}
+	return q
 }

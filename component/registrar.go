@@ -37,3 +37,12 @@ type AddressTranslator interface {
 	// AddressPrompt returns the description and prompt label shown to users.
 	AddressPrompt() (desc, prompt string)
 }
+
+// AddressChooser is a Registrar whose users choose their address (an IRC
+// nick) when they register. The registration form then asks for it.
+type AddressChooser interface {
+	// AddressField returns the form field's label and the instructions.
+	AddressField() (label, instructions string)
+	// RegisterAs gives user the address they asked for, replacing theirs.
+	RegisterAs(ctx context.Context, user, address string) (string, error)
+}

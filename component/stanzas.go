@@ -18,6 +18,8 @@ const (
 	nsCommands   = "http://jabber.org/protocol/commands"
 	nsGateway    = "jabber:iq:gateway"
 	nsDataForms  = "jabber:x:data"
+	nsMUC        = "http://jabber.org/protocol/muc"
+	nsMUCUser    = "http://jabber.org/protocol/muc#user"
 )
 
 // inMessage is what the component reads of a message stanza.
@@ -31,6 +33,7 @@ type inMessage struct {
 	Thread  string     `xml:"thread"`
 	Request *struct{}  `xml:"urn:xmpp:receipts request"`
 	OOB     []oob      `xml:"jabber:x:oob x"`
+	Subject []langText `xml:"subject"`
 }
 
 type langText struct {
@@ -68,6 +71,9 @@ type iqPayload struct {
 	Prompt *string `xml:"prompt"`
 	// XEP-0004 form submitted with a registration or a command.
 	Form *dataForm `xml:"jabber:x:data x"`
+	// XEP-0077 legacy fields naming the address a user chooses.
+	Nick     *string `xml:"nick"`
+	Username *string `xml:"username"`
 }
 
 type inPresence struct {
@@ -76,6 +82,10 @@ type inPresence struct {
 	From    string `xml:"from,attr"`
 	To      string `xml:"to,attr"`
 	Type    string `xml:"type,attr"`
+	Status  string `xml:"status"`
+	// MUC is XEP-0045's <x/>, which marks an available presence to an
+	// occupant JID as a request to join.
+	MUC *struct{} `xml:"http://jabber.org/protocol/muc x"`
 }
 
 // outMessage is written to the server; the stream's default namespace
@@ -86,6 +96,7 @@ type outMessage struct {
 	From     string        `xml:"from,attr"`
 	To       string        `xml:"to,attr"`
 	Type     string        `xml:"type,attr,omitempty"`
+	Subject  *string       `xml:"subject"`
 	Body     string        `xml:"body,omitempty"`
 	Thread   string        `xml:"thread,omitempty"`
 	OOB      *oobOut       `xml:"jabber:x:oob x,omitempty"`
@@ -175,11 +186,30 @@ type discoItem struct {
 }
 
 type outPresence struct {
-	XMLName xml.Name `xml:"presence"`
-	ID      string   `xml:"id,attr,omitempty"`
-	From    string   `xml:"from,attr"`
-	To      string   `xml:"to,attr"`
-	Type    string   `xml:"type,attr,omitempty"`
+	XMLName xml.Name     `xml:"presence"`
+	ID      string       `xml:"id,attr,omitempty"`
+	From    string       `xml:"from,attr"`
+	To      string       `xml:"to,attr"`
+	Type    string       `xml:"type,attr,omitempty"`
+	Status  string       `xml:"status,omitempty"`
+	MUC     *mucUser     `xml:"http://jabber.org/protocol/muc#user x,omitempty"`
+	Error   *stanzaError `xml:"error,omitempty"`
+}
+
+// mucUser is XEP-0045's occupant information in a room's presence.
+type mucUser struct {
+	Item   mucItem     `xml:"item"`
+	Status []mucStatus `xml:"status"`
+}
+
+type mucItem struct {
+	Affiliation string `xml:"affiliation,attr"`
+	Role        string `xml:"role,attr"`
+	Nick        string `xml:"nick,attr,omitempty"`
+}
+
+type mucStatus struct {
+	Code int `xml:"code,attr"`
 }
 
 // dataForm is an XEP-0004 form, read (submissions) and written (forms,

@@ -160,6 +160,10 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 		if at, ok := adapter.(gateways.AddressTranslator); ok {
 			translator = at
 		}
+		var isRoom func(string) bool
+		if ra, ok := adapter.(gateways.RoomAdapter); ok && info.Capabilities.Rooms {
+			isRoom = ra.IsRoom
+		}
 		var webhooks http.Handler
 		if hp, ok := adapter.(gateways.HTTPProvider); ok {
 			if cfg.HTTP.Listen == "" {
@@ -178,6 +182,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 			ContactType:    info.ContactType,
 			Receipts:       info.Capabilities.Receipts,
 			Media:          info.Capabilities.Media,
+			IsRoom:         isRoom,
 			Registrar:      registrar,
 			Translator:     translator,
 			QuotaMessages:  g.Quota.Messages,
