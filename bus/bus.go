@@ -75,17 +75,23 @@ type Options struct {
 
 // Bus is a ready connection with its streams and buckets in place.
 type Bus struct {
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	srv    *server.Server // nil when external
-	log    *slog.Logger
-	closer sync.Once
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	emb     *embedded // nil when external
+	log     *slog.Logger
+	closer  sync.Once
+	stop    chan struct{} // closed by Close: ends the store watcher
+	watcher sync.WaitGroup
 
 	// Write health: set by a failed publish, cleared by a successful one.
 	healthMu     sync.Mutex
 	failingSince time.Time
 	lastFailure  error
 	lastTry      time.Time // last real publish while failing
+	// Per subject, since when publishes fail without a success in between:
+	// the store watcher's view. A disk fault breaks each stream's store
+	// separately, so one stream can keep failing while another recovers.
+	failingSubjects map[string]time.Time
 }
 
 // ErrStoreRefusing is returned at once, without trying, while the store is
@@ -118,9 +124,17 @@ func (b *Bus) degraded() bool {
 	return !b.failingSince.IsZero()
 }
 
-func (b *Bus) recordPublish(err error) {
+func (b *Bus) recordPublish(subject string, err error) {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
+	if err == nil {
+		delete(b.failingSubjects, subject)
+	} else if _, ok := b.failingSubjects[subject]; !ok {
+		if b.failingSubjects == nil {
+			b.failingSubjects = map[string]time.Time{}
+		}
+		b.failingSubjects[subject] = time.Now()
+	}
 	switch {
 	case err == nil:
 		if !b.failingSince.IsZero() {
@@ -129,7 +143,7 @@ func (b *Bus) recordPublish(err error) {
 		b.failingSince, b.lastFailure = time.Time{}, nil
 	case b.failingSince.IsZero():
 		b.failingSince, b.lastFailure, b.lastTry = time.Now(), err, time.Now()
-		b.log.Error("the bus refuses to store messages; senders are told to retry (after a disk fault the embedded store needs a restart of the process)", "err", err)
+		b.log.Error("the bus refuses to store messages; senders are told to retry later", "err", err)
 	default:
 		b.lastFailure = err
 	}
@@ -184,42 +198,178 @@ func (b *Bus) startEmbedded(o Options) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("bus: data dir: %w", err)
 	}
-	opts := &server.Options{
-		ServerName: "xmppgw-embedded",
-		JetStream:  true,
-		StoreDir:   dir,
-		DontListen: o.Listen == "",
-		NoSigs:     true,
-		NoLog:      false,
-		// JetStream would otherwise default to a share of system memory.
-		JetStreamMaxMemory: 64 << 20,
-		SyncAlways:         o.SyncAlways,
-	}
+	var host string
+	var port int
 	if o.Listen != "" {
-		host, port, err := net.SplitHostPort(o.Listen)
+		h, p, err := net.SplitHostPort(o.Listen)
 		if err != nil {
 			return fmt.Errorf("bus: listen %q: %w", o.Listen, err)
 		}
-		opts.Host = host
-		if opts.Port, err = strconv.Atoi(port); err != nil {
+		host = h
+		if port, err = strconv.Atoi(p); err != nil {
 			return fmt.Errorf("bus: listen %q: bad port", o.Listen)
 		}
 	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return fmt.Errorf("bus: embedded server: %w", err)
+	b.emb = &embedded{
+		dir: dir,
+		log: o.Logger.With("subsystem", "nats-server"),
+		opts: func() *server.Options {
+			return &server.Options{
+				ServerName: "xmppgw-embedded",
+				JetStream:  true,
+				StoreDir:   dir,
+				DontListen: o.Listen == "",
+				Host:       host,
+				Port:       port,
+				NoSigs:     true,
+				// JetStream would otherwise default to a share of system memory.
+				JetStreamMaxMemory: 64 << 20,
+				SyncAlways:         o.SyncAlways,
+			}
+		},
 	}
-	srv.SetLoggerV2(&natsLogger{l: o.Logger.With("subsystem", "nats-server")}, false, false, false)
-	b.srv = srv
-	srv.Start()
-	if !srv.ReadyForConnections(10 * time.Second) {
-		return errors.New("bus: embedded server did not become ready within 10s")
+	if err := b.emb.start(); err != nil {
+		return err
 	}
-	b.nc, err = nats.Connect(srv.ClientURL(), nats.InProcessServer(srv), nats.Name(o.Name))
+	// The connection outlives a restart of the server (see watchStore): it
+	// reconnects through b.emb to whichever server is current.
+	b.nc, err = nats.Connect(b.emb.clientURL(), nats.InProcessServer(b.emb), nats.Name(o.Name),
+		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
 	if err != nil {
 		return fmt.Errorf("bus: connect to embedded server: %w", err)
 	}
+	b.stop = make(chan struct{})
+	b.watcher.Add(1)
+	go b.watchStore(b.stop)
 	return nil
+}
+
+// embedded is the in-process NATS server, replaceable while the process
+// runs: after a disk fault its file store keeps the write error until it is
+// restarted, even once the disk accepts writes again.
+type embedded struct {
+	dir  string
+	log  *slog.Logger
+	opts func() *server.Options
+
+	mu  sync.Mutex
+	srv *server.Server
+}
+
+// InProcessConn connects nats.go to the current server.
+func (e *embedded) InProcessConn() (net.Conn, error) {
+	e.mu.Lock()
+	srv := e.srv
+	e.mu.Unlock()
+	if srv == nil {
+		return nil, errors.New("embedded NATS server is not running")
+	}
+	return srv.InProcessConn()
+}
+
+func (e *embedded) clientURL() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.srv.ClientURL()
+}
+
+func (e *embedded) start() error {
+	srv, err := server.NewServer(e.opts())
+	if err != nil {
+		return fmt.Errorf("bus: embedded server: %w", err)
+	}
+	srv.SetLoggerV2(&natsLogger{l: e.log}, false, false, false)
+	srv.Start()
+	e.mu.Lock()
+	e.srv = srv
+	e.mu.Unlock()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		return errors.New("bus: embedded server did not become ready within 10s")
+	}
+	return nil
+}
+
+// stop shuts the current server down; safe when none runs.
+func (e *embedded) stop() {
+	e.mu.Lock()
+	srv := e.srv
+	e.srv = nil
+	e.mu.Unlock()
+	if srv != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+	}
+}
+
+// Store recovery: publishes to a subject failing for this long, without a
+// success, while the data directory takes writes again, mean the store kept
+// an old write error.
+const (
+	stuckAfter      = 3 * time.Second  // a subject failing this long
+	restartInterval = 10 * time.Second // at most one restart per interval
+)
+
+// watchStore restarts the embedded server when its store stays broken
+// although the disk accepts writes again (space freed, remounted
+// read-write). Clients reconnect within milliseconds; unacknowledged work
+// is redelivered, nothing acknowledged is lost.
+func (b *Bus) watchStore(stop <-chan struct{}) {
+	defer b.watcher.Done()
+	tick := time.NewTicker(500 * time.Millisecond)
+	defer tick.Stop()
+	var lastRestart time.Time
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		b.healthMu.Lock()
+		var since time.Time
+		for _, t := range b.failingSubjects {
+			if since.IsZero() || t.Before(since) {
+				since = t
+			}
+		}
+		last := b.lastFailure
+		b.healthMu.Unlock()
+		if since.IsZero() || time.Since(since) < stuckAfter || time.Since(lastRestart) < restartInterval {
+			continue
+		}
+		if err := probeWritable(b.emb.dir); err != nil {
+			continue // still full or read-only: keep refusing work
+		}
+		lastRestart = time.Now()
+		b.log.Warn("the data directory accepts writes again but the store still refuses them; restarting the embedded NATS server",
+			"failing_for", time.Since(since).Round(time.Millisecond), "last_error", last)
+		b.emb.stop()
+		if err := b.emb.start(); err != nil {
+			b.log.Error("restarting the embedded NATS server failed; will retry", "err", err)
+			continue
+		}
+		b.healthMu.Lock()
+		b.lastTry = time.Time{} // let the next publish through at once
+		clear(b.failingSubjects)
+		b.healthMu.Unlock()
+	}
+}
+
+// probeWritable writes, syncs and removes a file of probeSize bytes in dir.
+func probeWritable(dir string) error {
+	const probeSize = 1 << 20
+	f, err := os.CreateTemp(dir, ".probe-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.Write(make([]byte, probeSize))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (b *Bus) connect(o Options) error {
@@ -303,7 +453,7 @@ func (b *Bus) JetStream() jetstream.JetStream { return b.js }
 func (b *Bus) Conn() *nats.Conn { return b.nc }
 
 // Embedded reports whether this process runs the NATS server itself.
-func (b *Bus) Embedded() bool { return b.srv != nil }
+func (b *Bus) Embedded() bool { return b.emb != nil }
 
 // Publish stores e durably on subject; it returns only after JetStream has
 // acknowledged the write. msgID deduplicates within the stream's window:
@@ -331,13 +481,13 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	// process restarts. With external NATS a failure is usually a
 	// reconnect in progress: publishes wait for it instead of being
 	// refused at once.
-	if err != nil && b.srv != nil && !errors.Is(err, context.Canceled) {
-		b.recordPublish(err)
+	if err != nil && b.emb != nil && !errors.Is(err, context.Canceled) {
+		b.recordPublish(subject, err)
 	}
 	if err != nil {
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
-	b.recordPublish(nil)
+	b.recordPublish(subject, nil)
 	return ack.Duplicate, nil
 }
 
@@ -439,9 +589,13 @@ func (b *Bus) shutdown() {
 }
 
 func (b *Bus) stopServer() {
-	if b.srv != nil {
-		b.srv.Shutdown()
-		b.srv.WaitForShutdown()
+	if b.stop != nil {
+		close(b.stop)
+		b.stop = nil
+		b.watcher.Wait() // a restart in progress finishes first
+	}
+	if b.emb != nil {
+		b.emb.stop()
 	}
 }
 

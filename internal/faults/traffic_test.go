@@ -362,9 +362,24 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 			}
 		}
 	}()
+	// A sender told to retry later does so: the outbound probe is sent
+	// again after each error stanza that answers it.
+	resent := 0
 	poll(timeout, 50*time.Millisecond, func() bool {
 		if !out {
 			out = slices.ContainsFunc(e.tw.Messages(), func(m twiliotest.Message) bool { return m.Body == id })
+		}
+		if !out {
+			errs := 0
+			for _, raw := range s.c.Stanzas() {
+				if strings.Contains(raw, `type="error"`) && strings.Contains(raw, `id="`+id+`"`) {
+					errs++
+				}
+			}
+			if errs > resent {
+				resent = errs
+				_ = s.c.Send(fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, id, id))
+			}
 		}
 		if !in {
 			e.mu.Lock()
