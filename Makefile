@@ -1,5 +1,6 @@
-# xmppgw. `make test` installs Prosody and ejabberd (apt-get) if missing:
-# the end-to-end tests run real servers.
+# xmppgw. `make test` installs Prosody, ejabberd, ngircd and Node.js with npm
+# (apt-get) if missing: the end-to-end tests run real servers and the
+# JavaScript example adapter.
 GO ?= go
 
 .PHONY: all build test test-faults demo vet bench fuzz clean
@@ -10,7 +11,7 @@ build:
 	$(GO) build -o bin/xmppgw ./cmd/xmppgw
 
 test:
-	bash deploy/install-deps.sh prosody ejabberd
+	bash deploy/install-deps.sh prosody ejabberd ngircd nodejs
 	$(GO) test -race -count=1 ./...
 
 # Fault injection (internal/faults, build tag "faults"): kill -9 of the

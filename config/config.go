@@ -75,7 +75,8 @@ type Gateway struct {
 	Domain     string `koanf:"domain"`
 	Secret     string `koanf:"secret" secret:"true"`
 	SecretFile string `koanf:"secret_file"`
-	// Adapter is the adapter ID, e.g. "sandbox" or "twilio".
+	// Adapter is the adapter ID, e.g. "sandbox" or "twilio", or
+	// ExternalAdapter for an adapter that runs as its own process.
 	Adapter string `koanf:"adapter"`
 	// Server overrides xmpp.server for this gateway; see [Gateway.ServerAddr].
 	Server string `koanf:"server"`
@@ -128,8 +129,11 @@ type Options struct {
 	// the adapter takes no config block; then any block under its key is an
 	// error. newConfig should return a pointer to a struct, which may be
 	// pre-filled with defaults. A nil AdapterSchema knows no adapter.
+	// ExternalAdapter is built in and never asked about: its block is
+	// [External].
 	AdapterSchema func(adapterID string) (newConfig func() any, ok bool)
-	// KnownAdapters are listed in the "unknown adapter" message.
+	// KnownAdapters are listed in the "unknown adapter" message, with
+	// ExternalAdapter.
 	KnownAdapters []string
 }
 
@@ -322,17 +326,19 @@ func adapterConfig(prefix, id string, block any, opts Options, errs *errList) an
 	}
 	var newConfig func() any
 	ok := false
-	if opts.AdapterSchema != nil {
+	switch {
+	case id == ExternalAdapter:
+		newConfig, ok = newExternal, true
+	case opts.AdapterSchema != nil:
 		newConfig, ok = opts.AdapterSchema(id)
 	}
 	if !ok {
 		known := slices.Clone(opts.KnownAdapters)
-		sort.Strings(known)
-		list := "none"
-		if len(known) > 0 {
-			list = strings.Join(known, ", ")
+		if !slices.Contains(known, ExternalAdapter) {
+			known = append(known, ExternalAdapter)
 		}
-		errs.add(prefix+".adapter", fmt.Sprintf("unknown adapter %q (known: %s)", id, list))
+		sort.Strings(known)
+		errs.add(prefix+".adapter", fmt.Sprintf("unknown adapter %q (known: %s)", id, strings.Join(known, ", ")))
 		return nil
 	}
 	key := prefix + "." + id

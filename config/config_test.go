@@ -440,7 +440,7 @@ func TestLoadErrors(t *testing.T) {
 		{
 			name: "unknown adapter",
 			in:   input{yaml: strings.Replace(minimalYAML, "adapter: sandbox", "adapter: foo", 1)},
-			want: []string{`gateways.sandbox.adapter: unknown adapter "foo" (known: sandbox, twilio)`},
+			want: []string{`gateways.sandbox.adapter: unknown adapter "foo" (known: external, sandbox, twilio)`},
 		},
 		{
 			name: "missing adapter",

@@ -28,10 +28,11 @@
 // Every key is checked against the Go types, including the adapter-specific
 // block that sits under a gateway's adapter ID (gateways.sms.twilio.*), which
 // is decoded into the typed struct the adapter supplies through
-// [Options.AdapterSchema]. A key nobody reads is an error, not a silent
-// no-op, because a typo in a secret's key would otherwise surface only as a
-// confusing failure at run time. All problems are reported at once, each
-// naming its dotted key.
+// [Options.AdapterSchema]; adapter: external is built in, and its block
+// (gateways.<name>.external) is an [External]. A key nobody reads is an
+// error, not a silent no-op, because a typo in a secret's key would
+// otherwise surface only as a confusing failure at run time. All problems
+// are reported at once, each naming its dotted key.
 //
 // # Secrets
 //

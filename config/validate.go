@@ -53,6 +53,9 @@ func validate(c *Config, names []string, errs *errList) {
 			errs.add(p+".secret", fmt.Sprintf("required (set secret, secret_file or %sGATEWAYS__%s__SECRET)",
 				EnvPrefix, strings.ToUpper(name)))
 		}
+		if g.Adapter == ExternalAdapter && c.Bus.URL == "" && c.Bus.Listen == "" {
+			errs.add(p+".adapter", fmt.Sprintf("%q needs a bus that another process can reach: set bus.listen (the embedded server's client port) or bus.url (external NATS)", ExternalAdapter))
+		}
 		if g.Server != "" {
 			if msg := hostPort(g.Server, true); msg != "" {
 				errs.add(p+".server", msg)

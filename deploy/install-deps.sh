@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Usage: deploy/install-deps.sh [prosody] [ejabberd]
+# Usage: deploy/install-deps.sh [prosody] [ejabberd] [ngircd] [nodejs]
 #
-# Installs the XMPP servers the end-to-end tests and the demo run, if their
-# binaries are missing (Debian/Ubuntu, apt-get). Non-interactive: works in CI
-# with no stdin. Installed services are not left running: the tests and the
-# demo start their own instances on their own ports.
+# Installs what the end-to-end tests and the demo run, if the binaries are
+# missing (Debian/Ubuntu, apt-get): the XMPP servers, the IRC server ngircd,
+# and Node.js with npm for the external adapter example
+# (examples/external-echo). Non-interactive: works in CI with no stdin.
+# Installed services are not left running: the tests and the demo start
+# their own instances on their own ports.
 set -euo pipefail
 
-usage() { echo "usage: $0 [prosody] [ejabberd]" >&2; exit 2; }
+usage() { echo "usage: $0 [prosody] [ejabberd] [ngircd] [nodejs]" >&2; exit 2; }
 [ $# -gt 0 ] || usage
 
 SUDO=()
@@ -46,17 +48,34 @@ stop_service() { # service
 	"${SUDO[@]}" systemctl disable --quiet "$1" </dev/null 2>/dev/null || true
 }
 
-for server in "$@"; do
-	case $server in
+installed() { # binary
+	# ejabberdctl and ngircd live in /usr/sbin, which a non-root PATH may lack.
+	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
+}
+
+for dep in "$@"; do
+	case $dep in
 	prosody) bin=prosody ;;
 	ejabberd) bin=ejabberdctl ;;
+	ngircd) bin=ngircd ;;
+	nodejs)
+		# Two Debian packages; npm is not always pulled in with nodejs.
+		installed node || apt_install nodejs
+		installed npm || apt_install npm
+		major=$(node -e 'process.stdout.write(process.versions.node.split(".")[0])')
+		if [ "$major" -lt 18 ]; then
+			echo "install-deps: node $(node --version) is too old: examples/external-echo needs Node.js 18 or later (e.g. from NodeSource)" >&2
+			exit 1
+		fi
+		echo "install-deps: nodejs $(node --version) and npm $(npm --version 2>/dev/null) are installed"
+		continue
+		;;
 	*) usage ;;
 	esac
-	# ejabberdctl lives in /usr/sbin, which a non-root PATH may lack.
-	if command -v "$bin" >/dev/null 2>&1 || [ -x "/usr/sbin/$bin" ] || [ -x "/usr/bin/$bin" ]; then
-		echo "install-deps: $server is installed"
+	if installed "$bin"; then
+		echo "install-deps: $dep is installed"
 		continue
 	fi
-	apt_install "$server"
-	stop_service "$server"
+	apt_install "$dep"
+	stop_service "$dep"
 done

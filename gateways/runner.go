@@ -63,13 +63,13 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.Workers <= 0 {
-		o.Workers = 8
+		o.Workers = DefaultWorkers
 	}
 	if o.MaxAttempts <= 0 {
 		o.MaxAttempts = 8
 	}
 	if o.SendTimeout <= 0 {
-		o.SendTimeout = 30 * time.Second
+		o.SendTimeout = DefaultSendTimeout
 	}
 	if o.RetryBase <= 0 {
 		o.RetryBase = time.Second
@@ -99,15 +99,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil // cancelled while starting: a normal stop
 	}
-	cons, err := r.o.Bus.Consumer(ctx, bus.ConsumerConfig{
-		Stream:  bus.StreamOut,
-		Name:    bus.AdapterConsumer(r.o.Name),
-		Subject: bus.OutSubject(r.o.Name),
-		// Longer than a send with its timeout, so a slow provider does not
-		// cause a redelivery while the first attempt is still running.
-		AckWait:       r.o.SendTimeout + 15*time.Second,
-		MaxAckPending: r.o.Workers * 64,
-	})
+	cons, err := r.o.Bus.Consumer(ctx, OutboundConsumer(r.o.Name, r.o.Workers, r.o.SendTimeout))
 	if err != nil {
 		return err
 	}

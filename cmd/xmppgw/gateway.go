@@ -25,7 +25,8 @@ import (
 type gateway struct {
 	name      string
 	component *component.Component
-	runner    *gateways.Runner
+	runner    gatewayRunner
+	external  *external    // nil unless adapter: external
 	webhooks  http.Handler // nil unless the adapter receives webhooks
 	prefix    string       // where webhooks are mounted: /<adapter>/<name>/
 }
@@ -136,21 +137,34 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 	var gws []*gateway
 	for _, name := range names {
 		g := cfg.Gateways[name]
+		glog := log.With("gateway", name)
+		var (
+			ext     *external        // adapter: external, a process of its own
+			adapter gateways.Adapter // nil for an external adapter
+			runner  gatewayRunner
+		)
 		info, ok := gateways.Lookup(g.Adapter)
+		if g.Adapter == config.ExternalAdapter {
+			if ext, err = newExternal(ctx, b, name, g, glog); err != nil {
+				return nil, err
+			}
+			info, ok, runner = ext.info, true, ext
+		}
 		if !ok {
 			return nil, fmt.Errorf("gateways.%s.adapter: unknown adapter %q", name, g.Adapter)
 		}
-		glog := log.With("gateway", name)
-		adapter, err := info.New(gateways.Params{
-			Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
-			Registrations: registrations, Messages: messages,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
-		}
-		runner, err := gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m})
-		if err != nil {
-			return nil, err
+		if ext == nil {
+			adapter, err = info.New(gateways.Params{
+				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
+				Registrations: registrations, Messages: messages,
+			})
+			if err != nil {
+				return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
+			}
+			runner, err = gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m})
+			if err != nil {
+				return nil, err
+			}
 		}
 		var registrar component.Registrar
 		if rp, ok := adapter.(gateways.RegistrarProvider); ok {
@@ -163,6 +177,9 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 		var isRoom func(string) bool
 		if ra, ok := adapter.(gateways.RoomAdapter); ok && info.Capabilities.Rooms {
 			isRoom = ra.IsRoom
+		}
+		if ext != nil {
+			isRoom = ext.isRoom
 		}
 		var webhooks http.Handler
 		if hp, ok := adapter.(gateways.HTTPProvider); ok {
@@ -195,7 +212,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 		if err != nil {
 			return nil, err
 		}
-		gws = append(gws, &gateway{name: name, component: comp, runner: runner, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"})
+		gws = append(gws, &gateway{name: name, component: comp, runner: runner, external: ext, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"})
 	}
 	return gws, nil
 }
@@ -215,6 +232,11 @@ func httpHandler(b *bus.Bus, gws []*gateway, m *metrics.Metrics) http.Handler {
 		for _, g := range gws {
 			if up, why := g.component.Status(); !up {
 				reasons["gateways."+g.name] = why
+			}
+			if g.external != nil {
+				if err := g.external.Ready(ctx); err != nil {
+					reasons["gateways."+g.name+".adapter"] = err.Error()
+				}
 			}
 		}
 		if len(reasons) > 0 {

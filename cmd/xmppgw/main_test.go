@@ -94,7 +94,19 @@ func TestCheckConfig(t *testing.T) {
 			name:     "unknown adapter",
 			config:   strings.Replace(baseConfig, "adapter: sandbox", "adapter: carrier-pigeon", 1),
 			wantCode: 1,
-			want:     []string{`gateways.sandbox.adapter: unknown adapter "carrier-pigeon" (known: sandbox`},
+			want:     []string{`gateways.sandbox.adapter: unknown adapter "carrier-pigeon" (known: external, sandbox`},
+		},
+		{
+			name:   "external adapter",
+			config: strings.Replace(baseConfig, "adapter: sandbox", "adapter: external\n    external:\n      type: sms\n      receipts: true", 1),
+			flags:  []string{"--bus-listen", "127.0.0.1:4222"},
+			want:   []string{"adapter: external", "type: sms", "contact_type: pc", "receipts: true", "listen: 127.0.0.1:4222"},
+		},
+		{
+			name:     "external adapter nobody can reach",
+			config:   strings.Replace(baseConfig, "adapter: sandbox", "adapter: external\n    external:\n      type: sms", 1),
+			wantCode: 1,
+			want:     []string{`gateways.sandbox.adapter: "external" needs a bus that another process can reach: set bus.listen`},
 		},
 		{
 			name:   "environment overrides the file",
