@@ -455,3 +455,11 @@ func (r *rewrite) RoundTrip(req *http.Request) (*http.Response, error) {
 	out.Host = r.to.Host
 	return r.next.RoundTrip(out)
 }
+
+// CloseIdleConnections passes http.Client.CloseIdleConnections on (Stop
+// calls it); without it the client cannot reach the transport's pool.
+func (r *rewrite) CloseIdleConnections() {
+	if c, ok := r.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}

@@ -35,6 +35,7 @@ type Server struct {
 	AuthToken  string
 
 	srv       *httptest.Server
+	listener  *switchListener
 	closing   chan struct{}
 	closeOnce sync.Once
 
@@ -126,9 +127,10 @@ func Listen(addr, accountSID, authToken string) (*Server, error) {
 		closing:    make(chan struct{}),
 		media:      make(map[string]mediaItem),
 	}
+	s.listener = &switchListener{addr: l.Addr(), l: l, changed: make(chan struct{})}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.srv.Listener.Close()
-	s.srv.Listener = l
+	s.srv.Listener = s.listener
 	s.srv.Start()
 	s.URL = s.srv.URL
 	return s, nil
