@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -147,9 +148,16 @@ func (a *Adapter) endAttempt(ctx context.Context, m gateways.Outbound, sid strin
 	switch {
 	case sid != "":
 		a.recordSent(ctx, m, sid)
-	case errors.As(err, &te):
+	case errors.As(err, &te), notSent(err):
 		_ = a.msgs.Delete(ctx, a.attemptKey(m))
 	}
+}
+
+// notSent: the request never left (no connection could be made), so
+// nothing can have been created at Twilio.
+func notSent(err error) bool {
+	var oe *net.OpError
+	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // recordSent stores the SID under the attempt and maps the SID back to the
