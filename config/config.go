@@ -86,6 +86,10 @@ type Gateway struct {
 	Admins []string `koanf:"admins"`
 	// Quota is each user's send allowance through this gateway.
 	Quota Quota `koanf:"quota"`
+	// MaxConcurrency bounds the sends in progress to the network at once
+	// (providers such as Twilio answer 429 above their concurrency limit).
+	// Default DefaultMaxConcurrency.
+	MaxConcurrency int `koanf:"max_concurrency"`
 	// AdapterConfig is the decoded adapter-specific block found under the key
 	// equal to the adapter ID (gateways.sms.twilio.*), as a value created by
 	// the schema function (see Options). nil when the adapter has no block and
@@ -99,6 +103,9 @@ type Quota struct {
 	Messages int           `koanf:"messages"` // default 1000
 	Per      time.Duration `koanf:"per"`      // default 1h
 }
+
+// DefaultMaxConcurrency is gateways.<name>.max_concurrency when unset.
+const DefaultMaxConcurrency = 8
 
 // Quota defaults: generous for a person, a ceiling for a runaway client.
 const (
@@ -269,6 +276,9 @@ func build(raw map[string]any, opts Options) (*Config, error) {
 				q["per"] = DefaultQuotaPer.String()
 			}
 			gm["quota"] = q
+			if _, ok := gm["max_concurrency"]; !ok {
+				gm["max_concurrency"] = DefaultMaxConcurrency
+			}
 			id, _ := gm["adapter"].(string)
 			if _, isField := gwFields[id]; id == "" || isField {
 				continue

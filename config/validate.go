@@ -61,6 +61,9 @@ func validate(c *Config, names []string, errs *errList) {
 				errs.add(p+".server", msg)
 			}
 		}
+		if g.MaxConcurrency < 1 || g.MaxConcurrency > 1024 {
+			errs.add(p+".max_concurrency", fmt.Sprintf("must be 1 to 1024, not %d", g.MaxConcurrency))
+		}
 		if g.Quota.Messages < 0 {
 			errs.add(p+".quota.messages", fmt.Sprintf("must be 0 (unlimited) or more, not %d", g.Quota.Messages))
 		}

@@ -184,6 +184,9 @@ type Params struct {
 	// configuration: New must not use them.
 	Registrations jetstream.KeyValue
 	Messages      jetstream.KeyValue
+	// MaxConcurrency is how many Send calls may run at once (the runner
+	// never exceeds it); size connection pools to it. 0 when unknown.
+	MaxConcurrency int
 }
 
 // Optional capabilities, found by type assertion on an Adapter.

@@ -27,7 +27,8 @@ type RunnerOptions struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 
-	// Workers is how many messages are handed to the adapter at once. Messages
+	// Workers is how many messages are handed to the adapter at once: the
+	// gateway's max_concurrency, never exceeded. Messages
 	// of one conversation (sender, contact) always go to the same worker, so
 	// they reach the network in order — except that a message being retried
 	// after a transient failure lets later ones of its conversation pass.

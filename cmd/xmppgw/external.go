@@ -59,7 +59,7 @@ func newExternal(ctx context.Context, b *bus.Bus, name string, g config.Gateway,
 	e := &external{
 		name: name,
 		bus:  b,
-		cons: gateways.OutboundConsumer(name, gateways.DefaultWorkers, gateways.DefaultSendTimeout),
+		cons: gateways.OutboundConsumer(name, max(g.MaxConcurrency, 1), gateways.DefaultSendTimeout),
 		log:  log,
 		info: gateways.Info{
 			ID:          config.ExternalAdapter,

@@ -156,12 +156,12 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 		if ext == nil {
 			adapter, err = info.New(gateways.Params{
 				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
-				Registrations: registrations, Messages: messages,
+				Registrations: registrations, Messages: messages, MaxConcurrency: g.MaxConcurrency,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
 			}
-			runner, err = gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m})
+			runner, err = gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m, Workers: g.MaxConcurrency})
 			if err != nil {
 				return nil, err
 			}

@@ -84,7 +84,9 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 		return nil, fmt.Errorf("api_url: %w", err)
 	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
-	transport.MaxIdleConnsPerHost = 32 // keep TLS connections to the API warm
+	// Keep a warm (TLS) connection per concurrent send: one handshake per
+	// connection, not per message.
+	transport.MaxIdleConnsPerHost = max(32, p.MaxConcurrency)
 	var rt http.RoundTripper = transport
 	if cfg.APIURL != DefaultAPIURL {
 		rt = &rewrite{to: api, next: transport}

@@ -171,3 +171,22 @@ func BenchmarkInboundFlood(b *testing.B) {
 		b.Errorf("%d messages arrived, want %d", n, b.N)
 	}
 }
+
+// BenchmarkProviderConcurrency: with a provider that takes 50 ms per
+// request, throughput approaches max_concurrency / 50 ms.
+//
+//   - msgs/s: outbound rate through the gateway to the fake Twilio;
+//   - of-bound: that rate over max_concurrency / latency (1.0 is the bound).
+func BenchmarkProviderConcurrency(b *testing.B) {
+	const maxConc, latency = 16, 50 * time.Millisecond
+	n := max(b.N, 320)
+	b.ResetTimer()
+	tw, took := concurrencyRun(b, maxConc, maxConc, n, 200, latency)
+	b.StopTimer()
+	if th := tw.Throttled(); th != 0 {
+		b.Fatalf("%d sends refused for concurrency", th)
+	}
+	rate := float64(n) / took.Seconds()
+	b.ReportMetric(rate, "msgs/s")
+	b.ReportMetric(rate/(maxConc/latency.Seconds()), "of-bound")
+}

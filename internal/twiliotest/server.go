@@ -47,6 +47,9 @@ type Server struct {
 	requests       int
 	inFlight       int
 	maxInFlight    int
+	concurrency    int // 0: unlimited; above it create calls get 429
+	throttled      int // create calls answered 429 for concurrency
+	conns          int // TCP connections accepted
 	media          map[string]mediaItem // by URL path
 	pendingMMS     string               // message SID shared by AddMedia calls until InboundSMS
 	mediaFetches   int
@@ -129,6 +132,13 @@ func Listen(addr, accountSID, authToken string) (*Server, error) {
 	}
 	s.listener = &switchListener{addr: l.Addr(), l: l, changed: make(chan struct{})}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
+	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			s.mu.Lock()
+			s.conns++
+			s.mu.Unlock()
+		}
+	}
 	s.srv.Listener.Close()
 	s.srv.Listener = s.listener
 	s.srv.Start()
@@ -192,6 +202,28 @@ func (s *Server) MaxInFlight() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.maxInFlight
+}
+
+// SetConcurrencyLimit makes create calls beyond n at once fail as Twilio's
+// do above an account's concurrency limit: 429 with error 20429. 0 lifts it.
+func (s *Server) SetConcurrencyLimit(n int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.concurrency = n
+}
+
+// Throttled counts create calls refused for concurrency (429).
+func (s *Server) Throttled() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.throttled
+}
+
+// Connections counts the TCP connections clients opened to the fake.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.conns
 }
 
 // SetLatency delays the answer to every create call by d, before anything
@@ -353,12 +385,20 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, account st
 	s.inFlight++
 	s.maxInFlight = max(s.maxInFlight, s.inFlight)
 	latency := s.latency
+	over := s.concurrency > 0 && s.inFlight > s.concurrency
+	if over {
+		s.throttled++
+	}
 	s.mu.Unlock()
 	defer func() {
 		s.mu.Lock()
 		s.inFlight--
 		s.mu.Unlock()
 	}()
+	if over {
+		writeError(w, http.StatusTooManyRequests, 20429, "Too Many Requests")
+		return
+	}
 
 	if !s.wait(latency) {
 		abandon(w)
