@@ -47,9 +47,9 @@ type Server struct {
 	requests       int
 	inFlight       int
 	maxInFlight    int
-	concurrency    int // 0: unlimited; above it create calls get 429
-	throttled      int // create calls answered 429 for concurrency
-	conns          int // TCP connections accepted
+	concurrency    int                  // 0: unlimited; above it create calls get 429
+	throttled      int                  // create calls answered 429 for concurrency
+	conns          int                  // TCP connections accepted
 	media          map[string]mediaItem // by URL path
 	pendingMMS     string               // message SID shared by AddMedia calls until InboundSMS
 	mediaFetches   int
