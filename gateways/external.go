@@ -14,18 +14,24 @@ const (
 	DefaultSendTimeout = 30 * time.Second
 )
 
+// AckWait is the outbound consumer's ack wait: a message a worker took and
+// neither settled nor marked as in progress (jetstream.Msg.InProgress, "+WPI"
+// on the wire) for this long is delivered again, to any worker.
+const AckWait = 15 * time.Second
+
 // OutboundConsumer is the durable consumer of gateway name's outbound
-// subject as the runner creates it for workers and sendTimeout. The gateway
+// subject as the runner creates it for workers. The gateway
 // creates it with the defaults for an external adapter before any worker
 // connects, so outbound messages queue durably until one does.
-func OutboundConsumer(name string, workers int, sendTimeout time.Duration) bus.ConsumerConfig {
+func OutboundConsumer(name string, workers int) bus.ConsumerConfig {
 	return bus.ConsumerConfig{
 		Stream:  bus.StreamOut,
 		Name:    bus.AdapterConsumer(name),
 		Subject: bus.OutSubject(name),
-		// Longer than a send with its timeout, so a slow provider does not
-		// cause a redelivery while the first attempt is still running.
-		AckWait:       sendTimeout + 15*time.Second,
+		// Short, so that what a crashed worker held is redelivered soon;
+		// workers keep the messages they hold alive with progress acks
+		// (the runner every AckWait/3), however long a send takes.
+		AckWait:       AckWait,
 		MaxAckPending: workers * 64,
 	}
 }

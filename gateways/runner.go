@@ -39,6 +39,9 @@ type RunnerOptions struct {
 	MaxAttempts int
 	// SendTimeout bounds one Send call. Default 30 s.
 	SendTimeout time.Duration
+	// AckWait is the consumer's ack wait (default AckWait); held messages
+	// get a progress ack every third of it.
+	AckWait time.Duration
 	// RetryBase and RetryMax shape the exponential backoff between attempts.
 	// Defaults 1 s and 1 min.
 	RetryBase, RetryMax time.Duration
@@ -75,6 +78,9 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 	if o.RetryBase <= 0 {
 		o.RetryBase = time.Second
 	}
+	if o.AckWait <= 0 {
+		o.AckWait = AckWait
+	}
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
@@ -100,7 +106,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return nil // cancelled while starting: a normal stop
 	}
-	cons, err := r.o.Bus.Consumer(ctx, OutboundConsumer(r.o.Name, r.o.Workers, r.o.SendTimeout))
+	cc := OutboundConsumer(r.o.Name, r.o.Workers)
+	cc.AckWait = r.o.AckWait
+	cons, err := r.o.Bus.Consumer(ctx, cc)
 	if err != nil {
 		return err
 	}
@@ -115,6 +123,18 @@ func (r *Runner) Run(ctx context.Context) error {
 	// handing over its last round.
 	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(ShutdownGrace, cancelWork) })
 	defer stopGrace()
+	// Messages taken and not yet settled are kept alive with progress
+	// acks, so the consumer's short AckWait only expires for the messages
+	// of a process that died.
+	held := &heldSet{m: map[jetstream.Msg]struct{}{}}
+	stopProgress := make(chan struct{})
+	progressDone := make(chan struct{})
+	go func() {
+		defer close(progressDone)
+		held.keepAlive(r.o.AckWait/3, stopProgress)
+	}()
+	defer func() { close(stopProgress); <-progressDone }()
+
 	queues := make([]chan job, r.o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
@@ -127,9 +147,10 @@ func (r *Runner) Run(ctx context.Context) error {
 					// Past the grace period: hand it back now so the next
 					// process need not wait for AckWait.
 					_ = j.msg.Nak()
-					continue
+				} else {
+					r.handle(workCtx, j)
 				}
-				r.handle(workCtx, j)
+				held.remove(j.msg)
 			}
 		}(queues[i])
 	}
@@ -137,10 +158,12 @@ func (r *Runner) Run(ctx context.Context) error {
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
 		j := job{msg: msg}
 		j.env, j.err = bus.Decode(msg.Data())
+		held.add(msg)
 		select {
 		case queues[r.queueFor(j.env)] <- j:
 		case <-workCtx.Done():
 			_ = j.msg.Nak() // past the grace period: redelivered to whoever runs next
+			held.remove(msg)
 		}
 	})
 	// Stopped taking new work: the workers finish what they hold, within the
@@ -176,6 +199,47 @@ func (r *Runner) startAdapter(ctx context.Context, h Host) error {
 		case <-time.After(backoff.Jitter(delay)):
 		}
 		delay = min(delay*2, r.o.RetryMax)
+	}
+}
+
+// heldSet is the messages a runner has taken and not yet settled.
+type heldSet struct {
+	mu sync.Mutex
+	m  map[jetstream.Msg]struct{}
+}
+
+func (h *heldSet) add(m jetstream.Msg) {
+	h.mu.Lock()
+	h.m[m] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *heldSet) remove(m jetstream.Msg) {
+	h.mu.Lock()
+	delete(h.m, m)
+	h.mu.Unlock()
+}
+
+// keepAlive sends a progress ack for every held message each interval
+// until stop is closed.
+func (h *heldSet) keepAlive(interval time.Duration, stop <-chan struct{}) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		h.mu.Lock()
+		msgs := make([]jetstream.Msg, 0, len(h.m))
+		for m := range h.m {
+			msgs = append(msgs, m)
+		}
+		h.mu.Unlock()
+		for _, m := range msgs {
+			_ = m.InProgress()
+		}
 	}
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -59,7 +60,7 @@ func newExternal(ctx context.Context, b *bus.Bus, name string, g config.Gateway,
 	e := &external{
 		name: name,
 		bus:  b,
-		cons: gateways.OutboundConsumer(name, max(g.MaxConcurrency, 1), gateways.DefaultSendTimeout),
+		cons: gateways.OutboundConsumer(name, cmp.Or(g.MaxConcurrency, gateways.DefaultWorkers)),
 		log:  log,
 		info: gateways.Info{
 			ID:          config.ExternalAdapter,
