@@ -46,6 +46,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzTranslateAddress$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
 	$(GO) test -run XXX -fuzz '^FuzzSegments$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
 	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
+	$(GO) test -run XXX -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./gateways/irc/
+	$(GO) test -run XXX -fuzz '^FuzzSplitText$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 
 vet:
 	@unformatted="$$(gofmt -l .)"; \

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +24,7 @@ import (
 	"github.com/xmppgw/xmppgw/config"
 	"github.com/xmppgw/xmppgw/gateways"
 	// The standard set of adapters.
+	_ "github.com/xmppgw/xmppgw/gateways/irc"
 	_ "github.com/xmppgw/xmppgw/gateways/sandbox"
 	_ "github.com/xmppgw/xmppgw/gateways/twilio"
 )
@@ -176,6 +178,7 @@ func cmdRun(args []string, stderr io.Writer) int {
 		return code
 	}
 	logger := newLogger(cfg.Log, stderr)
+	defer startCPUProfile(logger)()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := runGateway(ctx, cfg, logger); err != nil {
@@ -193,4 +196,29 @@ func newLogger(c config.Log, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startCPUProfile writes a CPU profile of the whole run to the file named by
+// the CPUPROFILE environment variable (gperftools' name for it), when set:
+// for docs/performance.md, off by default, and no listener is opened for
+// it. Not XMPPGW_…: those are all configuration keys. The returned func
+// ends the profile.
+func startCPUProfile(logger *slog.Logger) func() {
+	path := os.Getenv("CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		logger.Error("CPUPROFILE: not profiling", "err", err)
+		return func() {}
+	}
+	logger.Info("writing a CPU profile", "file", path)
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}
 }
