@@ -18,8 +18,8 @@ test:
 # gateway, Prosody and nats-server restarts, Twilio errors and late answers,
 # a full and a read-only data disk, with real Prosody, the real binary and
 # the fake Twilio API; prints a table of sent/delivered/errors/lost/
-# duplicated. About 5 minutes; root for the disk scenarios (tmpfs and loop
-# mounts). Not part of `make test`.
+# duplicated. About 2.5 minutes; root for the disk scenarios (tmpfs and loop
+# mounts). Not part of `make test`; .ci/run runs it after it.
 test-faults:
 	bash deploy/install-deps.sh prosody
 	$(GO) vet -tags faults ./internal/faults/
@@ -28,10 +28,23 @@ test-faults:
 demo:
 	bash deploy/demo/demo.sh
 
-# End-to-end latency, start-up and memory through real Prosody (not part of
-# `make test`); see README "Where the numbers come from".
+# Benchmarks, not part of `make test`; about 4 minutes. First the system
+# benchmark (internal/bench, build tag "bench"): xmppgw and a thin baseline
+# gateway, each through the same real Prosody, go-xmpp clients and fake
+# Twilio; it prints a table with the targets of issue #6 and fails if a
+# message is lost or duplicated (docs/performance.md). BENCHFLAGS go to it,
+# e.g. BENCHFLAGS='-msgs 2000 -systems baseline,xmppgw'. Then the
+# micro-benchmarks, $(BENCHCOUNT) runs each for benchstat, and the
+# one-message-at-a-time end-to-end figures (README "Where the numbers come
+# from").
+BENCHFLAGS ?=
+BENCHCOUNT ?= 6
+
 bench:
 	bash deploy/install-deps.sh prosody
+	$(GO) vet -tags bench ./internal/bench/
+	$(GO) test -tags bench -count=1 -run '^TestBench$$' -v -timeout 20m ./internal/bench/ $(BENCHFLAGS)
+	$(GO) test -run XXX -bench . -benchmem -count $(BENCHCOUNT) ./bus/ ./component/
 	$(GO) test -run XXX -bench . -benchtime 1000x ./internal/e2e/
 
 # Each fuzz target for $(FUZZTIME); Go fuzzes one target per invocation.
