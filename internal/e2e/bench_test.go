@@ -2,10 +2,12 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -189,4 +192,100 @@ func BenchmarkProviderConcurrency(b *testing.B) {
 	rate := float64(n) / took.Seconds()
 	b.ReportMetric(rate, "msgs/s")
 	b.ReportMetric(rate/(maxConc/latency.Seconds()), "of-bound")
+}
+
+// BenchmarkRegistrations: memory and lookup time of the gateway with many
+// registered users, the registrations written into its data directory before
+// it starts (as a long-running gateway would have them).
+//
+//   - rss-MB: resident memory once ready, with the registrations in place;
+//   - lookup-p50-ms / lookup-p99-ms: a registered user's XEP-0077 query
+//     (the component asks the registrar, which reads the KV bucket).
+//
+// Run it for two sizes and compare: lookups must not grow with the count.
+func BenchmarkRegistrations(b *testing.B) {
+	for _, n := range []int{1_000, 100_000} {
+		b.Run(fmt.Sprintf("users=%d", n), func(b *testing.B) { benchRegistrations(b, n) })
+	}
+}
+
+func benchRegistrations(b *testing.B, n int) {
+	dir := b.TempDir()
+	seedRegistrations(b, filepath.Join(dir, "data"), n)
+	srv := xmpptest.StartProsody(b, xmpptest.Options{
+		Components: map[string]string{smsDomain: "secret"},
+		Users:      map[string]string{"alice": "password"},
+	})
+	tw := twiliotest.Start(b, accountSID, authToken)
+	// No static numbers: alice's registration is one of the n in the bucket.
+	cfg := twilioConfig(srv.ComponentAddr(), tw.URL, "localhost")
+	cfg = strings.Replace(cfg, fmt.Sprintf("      numbers:\n        \"%s\": alice@localhost\n", aliceNum), "", 1)
+	g := startGatewayIn(b, dir, freeAddr(b), cfg)
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, 2*time.Minute)
+	rss := rssMB(b, g.cmd.Process.Pid)
+	alice := xmpptest.Login(b, srv, "alice", "password")
+
+	iters := max(b.N, 200)
+	lat := make([]time.Duration, 0, iters)
+	b.ResetTimer()
+	for i := range iters {
+		id := fmt.Sprintf("lk%d", i)
+		t0 := time.Now()
+		alice.SendRaw(b, `<iq to='`+smsDomain+`' type='get' id='`+id+`'><query xmlns='jabber:iq:register'/></iq>`)
+		st := alice.WaitStanza(b, wait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == id })
+		lat = append(lat, time.Since(t0))
+		if i == 0 && !strings.Contains(st.Raw, aliceNum) {
+			b.Fatalf("alice's registration was not found among %d: %s", n, st.Raw)
+		}
+	}
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(rss, "rss-MB")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "lookup-p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "lookup-p99-ms")
+}
+
+// seedRegistrations writes n number registrations, alice's among them, in
+// the numbers registrar's key layout into the bus in dataDir.
+func seedRegistrations(b *testing.B, dataDir string, n int) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	bb, err := bus.Open(ctx, bus.Options{DataDir: dataDir})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer bb.Close(context.Background())
+	kv, err := bb.JetStream().KeyValue(ctx, bus.BucketRegistrations)
+	if err != nil {
+		b.Fatal(err)
+	}
+	put := func(user, number string) error {
+		if _, err := kv.Put(ctx, "sms.n."+strings.TrimPrefix(number, "+"), []byte(user)); err != nil {
+			return err
+		}
+		_, err := kv.Put(ctx, "sms.u."+base64.RawURLEncoding.EncodeToString([]byte(user)), []byte(number))
+		return err
+	}
+	if err := put("alice@localhost", aliceNum); err != nil {
+		b.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	const workers = 16
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < n-1; i += workers {
+				if err := put(fmt.Sprintf("user%d@example.net", i), fmt.Sprintf("+1444%07d", i)); err != nil {
+					failed.Store(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := failed.Load().(error); err != nil {
+		b.Fatal(err)
+	}
 }
