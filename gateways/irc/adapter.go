@@ -2,10 +2,12 @@ package irc
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +53,7 @@ type Adapter struct {
 	log    *slog.Logger
 	kv     jetstream.KeyValue
 	reg    *Registrar
+	tls    *tls.Config // nil without cfg.TLS; shared by every connection
 
 	// What servers announced (ISUPPORT), for every user: channel
 	// prefixes and the longest nick.
@@ -83,6 +86,19 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	a := &Adapter{name: p.Name, domain: p.Domain, cfg: cfg, log: log, kv: p.Registrations}
+	if cfg.TLS {
+		host, _, _ := net.SplitHostPort(cfg.Server)
+		a.tls = &tls.Config{ServerName: host, InsecureSkipVerify: cfg.TLSInsecureSkipVerify, MinVersion: tls.VersionTLS12}
+		if cfg.TLSCAFile != "" {
+			// Validate read it too; this is the copy the connections use,
+			// so that a file changed later cannot change them.
+			roots, err := loadCAFile(cfg.TLSCAFile)
+			if err != nil {
+				return nil, fmt.Errorf("tls_ca_file: %w", err)
+			}
+			a.tls.RootCAs = roots
+		}
+	}
 	if p.Registrations != nil {
 		a.reg = &Registrar{kv: p.Registrations, gw: p.Name, a: a}
 	}

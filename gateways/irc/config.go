@@ -1,9 +1,12 @@
 package irc
 
 import (
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +21,10 @@ type Config struct {
 	// (a test network with a self-signed one).
 	TLS                   bool `koanf:"tls"`
 	TLSInsecureSkipVerify bool `koanf:"tls_insecure_skip_verify"`
+	// TLSCAFile is a PEM file of CA certificates that the server's
+	// certificate must chain to, instead of the system's roots (a network
+	// with a private CA). Read once, when the adapter is constructed.
+	TLSCAFile string `koanf:"tls_ca_file"`
 	// Password is the server password (PASS), sent by every connection.
 	Password     string `koanf:"password" secret:"true"`
 	PasswordFile string `koanf:"password_file"`
@@ -81,6 +88,18 @@ func (c *Config) Validate() error {
 	if c.TLSInsecureSkipVerify && !c.TLS {
 		bad("tls_insecure_skip_verify", "only applies with tls: true")
 	}
+	if c.TLSCAFile != "" {
+		switch {
+		case !c.TLS:
+			bad("tls_ca_file", "only applies with tls: true")
+		case c.TLSInsecureSkipVerify:
+			bad("tls_ca_file", "contradicts tls_insecure_skip_verify, which accepts any certificate: set one of them")
+		default:
+			if _, err := loadCAFile(c.TLSCAFile); err != nil {
+				bad("tls_ca_file", "%v", err)
+			}
+		}
+	}
 	if strings.ContainsAny(c.Password, " \r\n\x00") {
 		bad("password", "must not contain spaces or line breaks")
 	}
@@ -106,4 +125,36 @@ func (c *Config) Validate() error {
 		bad("ping_timeout", "must be at least 100ms, not %s", c.PingTimeout)
 	}
 	return errors.Join(errs...)
+}
+
+// loadCAFile reads a PEM file of CA certificates. Blocks other than
+// certificates are skipped; a certificate that does not parse is an
+// error, and so is a file without one.
+func loadCAFile(path string) (*x509.CertPool, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err // names the path
+	}
+	pool := x509.NewCertPool()
+	n := 0
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		if b.Type != "CERTIFICATE" {
+			continue
+		}
+		n++
+		cert, err := x509.ParseCertificate(b.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: certificate %d: %w", path, n, err)
+		}
+		pool.AddCert(cert)
+	}
+	if n == 0 {
+		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path)
+	}
+	return pool, nil
 }

@@ -1,6 +1,13 @@
 package irc_test
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -19,7 +26,47 @@ func validConfig() *irc.Config {
 	return c
 }
 
+// writeCA writes a self-signed CA certificate (PEM) to dir/name.
+func writeCA(t *testing.T, dir, name string) string {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, name)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
 func TestConfigValidate(t *testing.T) {
+	dir := t.TempDir()
+	ca := writeCA(t, dir, "ca.pem")
+	file := func(name, content string) string {
+		path := filepath.Join(dir, name)
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	notPEM := file("not.pem", "just some text\n")
+	badCert := file("bad.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: []byte("not DER")})))
+	keyOnly := file("key.pem", string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: []byte("k")})))
+	missing := filepath.Join(dir, "missing.pem")
+	withCA := func(path string) func(*irc.Config) {
+		return func(c *irc.Config) { c.TLS, c.TLSCAFile = true, path }
+	}
+
 	tests := []struct {
 		name   string
 		change func(*irc.Config)
@@ -31,6 +78,15 @@ func TestConfigValidate(t *testing.T) {
 		{"server without port", func(c *irc.Config) { c.Server = "irc.example.net" }, []string{"server"}},
 		{"server with a bad port", func(c *irc.Config) { c.Server = "irc.example.net:99999" }, []string{"server"}},
 		{"skip verify without tls", func(c *irc.Config) { c.TLSInsecureSkipVerify = true }, []string{"tls_insecure_skip_verify"}},
+		{"tls with a CA file", withCA(ca), nil},
+		{"CA file without tls", func(c *irc.Config) { c.TLSCAFile = ca }, []string{"tls_ca_file"}},
+		{"CA file missing", withCA(missing), []string{"tls_ca_file"}},
+		{"CA file not PEM", withCA(notPEM), []string{"tls_ca_file"}},
+		{"CA file with a broken certificate", withCA(badCert), []string{"tls_ca_file"}},
+		{"CA file without a certificate", withCA(keyOnly), []string{"tls_ca_file"}},
+		{"CA file and skip verify", func(c *irc.Config) {
+			c.TLS, c.TLSInsecureSkipVerify, c.TLSCAFile = true, true, ca
+		}, []string{"tls_ca_file"}},
 		{"password with a space", func(c *irc.Config) { c.Password = "a b" }, []string{"password"}},
 		{"realname with a newline", func(c *irc.Config) { c.Realname = "a\nb" }, []string{"realname"}},
 		{"flood", func(c *irc.Config) { c.FloodBurst, c.FloodInterval = 0, time.Millisecond }, []string{"flood_burst", "flood_interval"}},
@@ -79,6 +135,7 @@ func TestNewRefusesInvalidConfig(t *testing.T) {
 // strictly, with the password from a file.
 func TestConfigLoad(t *testing.T) {
 	dir := t.TempDir()
+	ca := writeCA(t, dir, "ca.pem")
 	pwFile := filepath.Join(dir, "pw")
 	if err := os.WriteFile(pwFile, []byte("s3cret\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -92,6 +149,7 @@ gateways:
     irc:
       server: irc.example.net:6697
       tls: true
+      tls_ca_file: ` + ca + `
       password_file: ` + pwFile + `
       realname: Bridge user
       flood_burst: 2
@@ -118,7 +176,7 @@ gateways:
 		t.Fatalf("adapter config is %T", c.Gateways["irc"].AdapterConfig)
 	}
 	want := irc.Config{
-		Server: "irc.example.net:6697", TLS: true, Password: "s3cret", PasswordFile: pwFile, Realname: "Bridge user",
+		Server: "irc.example.net:6697", TLS: true, TLSCAFile: ca, Password: "s3cret", PasswordFile: pwFile, Realname: "Bridge user",
 		FloodBurst: 2, FloodInterval: 2 * time.Second, MaxConnections: 20,
 		ConnectTimeout: 10 * time.Second, PingInterval: time.Minute, PingTimeout: 20 * time.Second,
 	}

@@ -83,7 +83,10 @@
 // outright waits for the user to register another. Channels are rejoined:
 // occupants that left meanwhile leave, the current ones, the user and the
 // subject are sent again, then a note in the room ("Reconnected; rejoined
-// #chan").
+// #chan"). A server certificate that does not verify fails the connection
+// like any other error, retried in case the server's certificate is fixed;
+// the error (logged, and returned by Send) says whether the system's CAs or
+// those of tls_ca_file were trusted.
 //
 // # Configuration
 //
@@ -92,6 +95,9 @@
 //	server                    host:port of the IRC server (required)
 //	tls                       connect with TLS (default false)
 //	tls_insecure_skip_verify  accept any certificate (with tls only)
+//	tls_ca_file               PEM file of the CA certificates to trust instead
+//	                          of the system's (with tls only, not with
+//	                          tls_insecure_skip_verify); read at start-up
 //	password, password_file   server password (PASS), never logged
 //	realname                  the real name shown in WHOIS
 //	flood_burst               lines sent at once (default 4)

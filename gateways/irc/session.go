@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -289,7 +290,7 @@ func (s *session) connect() (*conn, error) {
 	cfg := s.a.cfg
 	ctx, cancel := context.WithTimeout(s.ctx, cfg.ConnectTimeout)
 	defer cancel()
-	nc, err := dial(ctx, cfg)
+	nc, err := dial(ctx, cfg.Server, s.a.tls)
 	if err != nil {
 		return nil, err
 	}
@@ -377,23 +378,31 @@ func (s *session) connect() (*conn, error) {
 	}
 }
 
-// dial opens the TCP or TLS connection.
-func dial(ctx context.Context, cfg *Config) (net.Conn, error) {
+// dial opens the TCP connection to server, with TLS unless tc is nil.
+func dial(ctx context.Context, server string, tc *tls.Config) (net.Conn, error) {
 	d := net.Dialer{KeepAlive: 30 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", cfg.Server)
+	nc, err := d.DialContext(ctx, "tcp", server)
 	if err != nil {
 		return nil, fmt.Errorf("irc: %w", err)
 	}
-	if !cfg.TLS {
+	if tc == nil {
 		return nc, nil
 	}
-	host, _, _ := net.SplitHostPort(cfg.Server)
-	tc := tls.Client(nc, &tls.Config{ServerName: host, InsecureSkipVerify: cfg.TLSInsecureSkipVerify, MinVersion: tls.VersionTLS12})
-	if err := tc.HandshakeContext(ctx); err != nil {
+	c := tls.Client(nc, tc)
+	if err := c.HandshakeContext(ctx); err != nil {
 		nc.Close()
+		var unknown x509.UnknownAuthorityError
+		if errors.As(err, &unknown) {
+			// Name the setting that decides, for whoever reads the log.
+			by := "a CA the system trusts (tls_ca_file names a private one)"
+			if tc.RootCAs != nil {
+				by = "a CA of tls_ca_file"
+			}
+			return nil, fmt.Errorf("irc: TLS: the server's certificate is not signed by %s: %w", by, err)
+		}
 		return nil, fmt.Errorf("irc: TLS: %w", err)
 	}
-	return tc, nil
+	return c, nil
 }
 
 // readLine reads one line, without its line end. A line cut short by a

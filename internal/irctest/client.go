@@ -2,8 +2,11 @@ package irctest
 
 import (
 	"bufio"
+	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -105,6 +108,32 @@ func (s *Server) Dial(t testing.TB, nick string) *Client {
 	return Dial(t, s.Addr(), s.Password(), nick)
 }
 
+// DialTLS is Dial over TLS, to TLSAddr, trusting the server's
+// certificate (CACertFile). The server must have Options.TLS.
+func (s *Server) DialTLS(t testing.TB, nick string) *Client {
+	t.Helper()
+	if s.TLSAddr() == "" {
+		t.Fatal("irctest: DialTLS on a server without Options.TLS")
+	}
+	pem, err := os.ReadFile(s.CACertFile())
+	if err != nil {
+		t.Fatalf("irctest: %v", err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("irctest: no certificate in %s", s.CACertFile())
+	}
+	d := tls.Dialer{
+		NetDialer: &net.Dialer{Timeout: dialTimeout},
+		Config:    &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12},
+	}
+	conn, err := d.Dial("tcp", s.TLSAddr())
+	if err != nil {
+		t.Fatalf("irctest: dial %s: %v", s.TLSAddr(), err)
+	}
+	return register(t, conn, s.Password(), nick)
+}
+
 // Dial connects to the IRC server at addr as nick; see (*Server).Dial.
 func Dial(t testing.TB, addr, password, nick string) *Client {
 	t.Helper()
@@ -112,6 +141,12 @@ func Dial(t testing.TB, addr, password, nick string) *Client {
 	if err != nil {
 		t.Fatalf("irctest: dial %s: %v", addr, err)
 	}
+	return register(t, conn, password, nick)
+}
+
+// register starts the client on conn and registers it as nick.
+func register(t testing.TB, conn net.Conn, password, nick string) *Client {
+	t.Helper()
 	c := &Client{conn: conn, nick: nick, done: make(chan struct{}), changed: make(chan struct{})}
 	go c.readLoop()
 	t.Cleanup(func() { c.Close() })

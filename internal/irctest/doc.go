@@ -21,10 +21,24 @@
 // be up to 30 characters (Options.MaxNickLength). DNS and IDENT lookups are
 // off so that clients register at once.
 //
+// TLS: with Options.TLS the server also listens with TLS on a second free
+// port (TLSAddr; Addr stays plain text, so a TLS client and a plain one
+// meet on one network). At Start the package generates a self-signed ECDSA
+// P-256 certificate for 127.0.0.1 and localhost, valid for a day, and
+// writes cert.pem and key.pem (owned by nobody when the test runs as root)
+// and RFC 7919 DH parameters (dh.pem, which spares ngircd generating its
+// own) into the server directory. The certificate is its own CA:
+// CACertFile is the PEM path to trust. DialTLS connects a client over TLS
+// trusting it.
+//
+//	srv := irctest.Start(t, irctest.Options{TLS: true})
+//	cfg.Server, cfg.TLSCAFile = srv.TLSAddr(), srv.CACertFile()
+//
 // Server lifecycle: Stop ends the process (SIGTERM, then SIGKILL after a
-// deadline) but keeps the directory and port, so Start brings the same
-// server back on the same address; Restart is Stop+Start. ngircd keeps no
-// state: after a restart every client must reconnect and channels are new.
+// deadline) but keeps the directory, ports and certificate, so Start
+// brings the same server back on the same addresses; Restart is
+// Stop+Start. ngircd keeps no state: after a restart every client must
+// reconnect and channels are new.
 // Log returns the server's log, for failure messages. When the test runs as
 // root, ngircd runs as nobody (it would switch itself, losing the parent
 // death signal that stops it if the test binary is killed).
@@ -41,7 +55,8 @@
 // API summary:
 //
 //	Start(t, Options) *Server
-//	(*Server) Addr, Name, Password, Dir, Log, Start, Stop, Restart, Dial
+//	(*Server) Addr, TLSAddr, CACertFile, Name, Password, Dir, Log,
+//	          Start, Stop, Restart, Dial, DialTLS
 //	Dial(t, addr, password, nick) *Client
 //	(*Client) Nick, Send, Write (for other goroutines), Privmsg, Join,
 //	          Wait, TryWait, Received, Quit, Close, Done

@@ -1,8 +1,12 @@
 package irctest_test
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -89,4 +93,73 @@ func TestPassword(t *testing.T) {
 	if !strings.HasPrefix(string(all), "ERROR ") || strings.Contains(string(all), " 001 ") {
 		t.Errorf("registering without the password: got\n%s\nwant an ERROR and no welcome", all)
 	}
+}
+
+func TestTLS(t *testing.T) {
+	t.Parallel()
+	srv := irctest.Start(t, irctest.Options{TLS: true})
+	if srv.TLSAddr() == "" || srv.TLSAddr() == srv.Addr() {
+		t.Fatalf("TLSAddr = %q, Addr = %q: want a second address", srv.TLSAddr(), srv.Addr())
+	}
+	roots := x509.NewCertPool()
+	pem, err := os.ReadFile(srv.CACertFile())
+	if err != nil || !roots.AppendCertsFromPEM(pem) {
+		t.Fatalf("CACertFile %q: %v, want a PEM certificate", srv.CACertFile(), err)
+	}
+
+	// The certificate names both loopback names and verifies against
+	// itself; without it as a root, verification fails.
+	tests := []struct {
+		name, serverName string
+		roots            *x509.CertPool
+		wantErr          string
+	}{
+		{"IP", "127.0.0.1", roots, ""},
+		{"localhost", "localhost", roots, ""},
+		{"other name", "irc.test", roots, "certificate"},
+		{"system roots", "127.0.0.1", nil, "certificate"},
+	}
+	for _, tt := range tests {
+		t.Run("handshake/"+tt.name, func(t *testing.T) {
+			d := tls.Dialer{Config: &tls.Config{ServerName: tt.serverName, RootCAs: tt.roots}}
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			defer cancel()
+			c, err := d.DialContext(ctx, "tcp", srv.TLSAddr())
+			if err == nil {
+				c.Close()
+			}
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Errorf("handshake: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Errorf("handshake = %v, want an error about the %s", err, tt.wantErr)
+			}
+		})
+	}
+
+	exchange := func(t *testing.T) {
+		alice := srv.DialTLS(t, "alice")
+		bob := srv.Dial(t, "bob") // plain text, same network
+		alice.Privmsg(t, "bob", "over TLS")
+		bob.Wait(t, wait, privmsgFrom("alice", "over TLS"))
+		bob.Privmsg(t, "alice", "back")
+		alice.Wait(t, wait, privmsgFrom("bob", "back"))
+		// ngircd tells who is on TLS (275, "is connected via SSL").
+		bob.Send(t, "WHOIS alice")
+		bob.Wait(t, wait, func(l irctest.Line) bool { return l.Command == "275" && l.Param(1) == "alice" })
+	}
+	t.Run("exchange", exchange)
+
+	t.Run("restart", func(t *testing.T) {
+		tlsAddr, addr := srv.TLSAddr(), srv.Addr()
+		srv.Restart(t)
+		if srv.TLSAddr() != tlsAddr || srv.Addr() != addr {
+			t.Errorf("addresses changed: %s %s, were %s %s", srv.Addr(), srv.TLSAddr(), addr, tlsAddr)
+		}
+		after, err := os.ReadFile(srv.CACertFile())
+		if err != nil || string(after) != string(pem) {
+			t.Errorf("the certificate changed across the restart (%v)", err)
+		}
+		exchange(t)
+	})
 }

@@ -41,6 +41,10 @@ type Options struct {
 	// sends a PING; PongTimeout how long it then waits for the PONG.
 	// Defaults 120 s and 20 s, as ngircd's. Whole seconds.
 	PingTimeout, PongTimeout time.Duration
+	// TLS adds a TLS listener on a second port (TLSAddr) with a
+	// self-signed certificate for 127.0.0.1 and localhost, generated at
+	// Start (CACertFile). The plain port stays.
+	TLS bool
 }
 
 func (o Options) withDefaults() Options {
@@ -61,10 +65,11 @@ func (o Options) withDefaults() Options {
 
 // Server is a running (or stopped) ngircd owned by one test.
 type Server struct {
-	bin  string
-	opts Options
-	dir  string
-	port int
+	bin     string
+	opts    Options
+	dir     string
+	port    int
+	tlsPort int // 0 without Options.TLS
 
 	mu   sync.Mutex
 	proc *process // nil when stopped
@@ -97,7 +102,16 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 		_ = os.RemoveAll(dir)
 	})
-	s := &Server{bin: bin, opts: opts, dir: dir, port: freePort(t)}
+	s := &Server{bin: bin, opts: opts, dir: dir}
+	if opts.TLS {
+		ports := freePorts(t, 2)
+		s.port, s.tlsPort = ports[0], ports[1]
+		if err := writeTLSFiles(dir); err != nil {
+			t.Fatalf("irctest: TLS files: %v", err)
+		}
+	} else {
+		s.port = freePorts(t, 1)[0]
+	}
 	if err := os.WriteFile(s.configFile(), []byte(s.config()), 0o644); err != nil {
 		t.Fatalf("irctest: %v", err)
 	}
@@ -118,6 +132,25 @@ func Start(t testing.TB, opts Options) *Server {
 
 // Addr returns the client address, "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// TLSAddr returns the TLS client address, "127.0.0.1:port", or "" without
+// Options.TLS.
+func (s *Server) TLSAddr() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.tlsPort))
+}
+
+// CACertFile returns the path of the server's certificate (PEM), or ""
+// without Options.TLS. The certificate is self-signed: it is the CA to
+// trust. It stays the same across restarts.
+func (s *Server) CACertFile() string {
+	if s.tlsPort == 0 {
+		return ""
+	}
+	return filepath.Join(s.dir, certFile)
+}
 
 // Name returns the server's IRC name, the prefix of its own messages.
 func (s *Server) Name() string { return s.opts.Name }
@@ -199,17 +232,23 @@ func (s *Server) start() error {
 		close(p.done)
 	}()
 	s.proc = p
-	if err := waitListening(p, s.Addr(), startTimeout); err != nil {
-		s.killLocked()
-		return err
+	addrs := []string{s.Addr()}
+	if tlsAddr := s.TLSAddr(); tlsAddr != "" {
+		addrs = append(addrs, tlsAddr)
+	}
+	deadline := time.Now().Add(startTimeout)
+	for _, addr := range addrs {
+		if err := waitListening(p, addr, deadline); err != nil {
+			s.killLocked()
+			return err
+		}
 	}
 	return nil
 }
 
 // waitListening polls until addr accepts a TCP connection, the process
-// exits, or the timeout passes.
-func waitListening(p *process, addr string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
+// exits, or the deadline passes.
+func waitListening(p *process, addr string, deadline time.Time) error {
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
@@ -222,7 +261,7 @@ func waitListening(p *process, addr string, timeout time.Duration) error {
 		default:
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not accepting connections after %v: %v", addr, timeout, err)
+			return fmt.Errorf("%s not accepting connections after %v: %v", addr, startTimeout, err)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -292,18 +331,31 @@ func (s *Server) config() string {
 	Ident = no
 	PAM = no
 `, o.MaxNickLength, max(1, int(o.PingTimeout/time.Second)), max(1, int(o.PongTimeout/time.Second)))
+	if s.tlsPort != 0 {
+		fmt.Fprintf(&b, `[SSL]
+	CertFile = %s
+	KeyFile = %s
+	DHFile = %s
+	Ports = %d
+`, filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile), filepath.Join(s.dir, dhFile), s.tlsPort)
+	}
 	return b.String()
 }
 
-// freePort returns a TCP port that was free on 127.0.0.1.
-func freePort(t testing.TB) int {
+// freePorts returns n distinct TCP ports that were free on 127.0.0.1 (all
+// held open together, so that the kernel cannot hand out one twice).
+func freePorts(t testing.TB, n int) []int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("irctest: free port: %v", err)
+	ports := make([]int, 0, n)
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("irctest: free port: %v", err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ports
 }
 
 // lookBinary fails the test if ngircd is missing: a skipped test would hide
