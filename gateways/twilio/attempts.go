@@ -17,12 +17,15 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 )
 
-// An attempt record is written before each create call and completed with
-// the message SID once Twilio answers. A redelivered message whose record
-// has a SID was accepted already (the process died before acknowledging it
-// on the bus); one whose record has no SID had an unknown outcome (a timeout
-// after the request left, a crash mid-call), so Twilio is asked before the
-// message is sent again.
+// An attempt record is written before each create call and removed when
+// Twilio refuses the message (nothing was created). A redelivered message
+// that still has one had an outcome unknown to this process — a timeout
+// after the request left, a crash mid-call, or a crash after Twilio accepted
+// it but before the bus heard — so Twilio is asked before the message is
+// sent again. Accepted messages are not written back into the record (one
+// fsync fewer per message on the common path); the SID record written for
+// delivery reports lets the lookup recognise the message as this stanza's.
+// Records of older versions may still carry the SID: that is used.
 type attempt struct {
 	Started time.Time `json:"started"`
 	From    string    `json:"from"`
@@ -140,9 +143,10 @@ func (a *Adapter) beginAttempt(ctx context.Context, m gateways.Outbound, from, b
 	return nil
 }
 
-// endAttempt settles the record after Twilio answered: with the SID when it
-// accepted, removed when it refused (nothing was created, so a retry needs
-// no check). An ambiguous outcome leaves the record for the next attempt.
+// endAttempt settles the record after Twilio answered: the SID is recorded
+// when it accepted; the attempt is removed when it refused (nothing was
+// created, so a retry needs no check). Otherwise the record stays for the
+// next attempt to resolve.
 func (a *Adapter) endAttempt(ctx context.Context, m gateways.Outbound, sid string, err error) {
 	var te *client.TwilioRestError
 	switch {
@@ -160,23 +164,12 @@ func notSent(err error) bool {
 	return errors.As(err, &oe) && oe.Op == "dial"
 }
 
-// recordSent stores the SID under the attempt and maps the SID back to the
-// stanza for delivery reports. A failure here costs a receipt or a check,
-// not a message: log it.
+// recordSent maps the SID back to the stanza, for delivery reports and for
+// recognising the message at Twilio after a crash. A failure here costs a
+// receipt, not a message: log it.
 func (a *Adapter) recordSent(ctx context.Context, m gateways.Outbound, sid string) {
 	rec, _ := json.Marshal(sentRecord{Ref: m.ID, User: m.From, Contact: m.To, Receipt: m.Receipt})
 	if _, err := a.msgs.Put(ctx, a.sidKey(sid), rec); err != nil {
 		a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", sid, "err", err)
-	}
-	if e, err := a.msgs.Get(ctx, a.attemptKey(m)); err == nil {
-		var at attempt
-		if json.Unmarshal(e.Value(), &at) == nil {
-			at.SID = sid
-			b, _ := json.Marshal(at)
-			_, err = a.msgs.Put(ctx, a.attemptKey(m), b)
-		}
-		if err != nil {
-			a.log.Warn("could not complete the attempt record", "sid", sid, "err", err)
-		}
 	}
 }
