@@ -3,7 +3,7 @@
 # JavaScript example adapter.
 GO ?= go
 
-.PHONY: all build test test-faults demo vet bench fuzz clean
+.PHONY: all build test test-faults test-cluster demo vet bench fuzz clean
 
 all: vet build
 
@@ -25,10 +25,22 @@ test-faults:
 	$(GO) vet -tags faults ./internal/faults/
 	$(GO) test -tags faults -count=1 -v -timeout 20m ./internal/faults/
 
+# Beyond one machine (internal/cluster, build tag "cluster"): a cluster of
+# three real nats-server processes (streams with 3 replicas), real Prosody,
+# the fake Twilio API and xmppgw split by role into separate processes:
+# roles sharing the work, kill -9 of the active component (the standby
+# takes over), kill -9 of NATS nodes; prints a table of sent/delivered/
+# errors/lost/duplicated and the measured failover times (docs/scaling.md).
+# About 2.5 minutes. Not part of `make test`; .ci/run runs it after it.
+test-cluster:
+	bash deploy/install-deps.sh prosody
+	$(GO) vet -tags cluster ./internal/cluster/ ./internal/natstest/
+	$(GO) test -tags cluster -count=1 -v -timeout 15m ./internal/cluster/
+
 demo:
 	bash deploy/demo/demo.sh
 
-# Benchmarks, not part of `make test`; about 4 minutes. First the system
+# Benchmarks, not part of `make test`; about 3 minutes. First the system
 # benchmark (internal/bench, build tag "bench"): xmppgw and a thin baseline
 # gateway, each through the same real Prosody, go-xmpp clients and fake
 # Twilio; it prints a table with the targets of issue #6 and fails if a
@@ -44,7 +56,7 @@ bench:
 	bash deploy/install-deps.sh prosody
 	$(GO) vet -tags bench ./internal/bench/
 	$(GO) test -tags bench -count=1 -run '^TestBench$$' -v -timeout 20m ./internal/bench/ $(BENCHFLAGS)
-	$(GO) test -run XXX -bench . -benchmem -count $(BENCHCOUNT) ./bus/ ./component/
+	$(GO) test -p 1 -run XXX -bench . -benchmem -benchtime 500ms -count $(BENCHCOUNT) ./bus/ ./component/
 	$(GO) test -run XXX -bench . -benchtime 1000x ./internal/e2e/
 
 # Each fuzz target for $(FUZZTIME); Go fuzzes one target per invocation.

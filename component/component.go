@@ -62,6 +62,13 @@ type Options struct {
 	Logger  *slog.Logger
 	Metrics *metrics.Metrics
 
+	// Lease, when set, lets several processes serve the domain, of which
+	// only the lease's holder connects (the others are standbys): Run waits
+	// for the lease before connecting, closes the stream at once when the
+	// lease is lost, and releases it at shutdown after closing the stream.
+	// Nil: this process is the only one and connects at once.
+	Lease Lease
+
 	// Backoff between connection attempts: exponential from BackoffBase to
 	// BackoffMax with jitter. Defaults 500 ms and 30 s.
 	BackoffBase, BackoffMax time.Duration
@@ -82,9 +89,10 @@ type Component struct {
 
 	quotas *quotas // nil: unlimited
 
-	mu     sync.Mutex
-	up     bool
-	reason string
+	mu      sync.Mutex
+	up      bool
+	reason  string
+	standby bool // waiting for the lease another process holds
 }
 
 // New validates options. It does not connect.
@@ -138,15 +146,18 @@ func (c *Component) Status() (up bool, reason string) {
 
 func (c *Component) setStatus(up bool, reason string) {
 	c.mu.Lock()
-	c.up, c.reason = up, reason
+	c.up, c.reason, c.standby = up, reason, false
 	c.mu.Unlock()
 	c.o.Metrics.SetConnected(c.o.Name, up)
 }
 
 // Run keeps the stream up until ctx is cancelled, then closes it. It returns
 // nil on cancellation; connection failures are retried, never returned.
+// With Options.Lease, the stream is up only while this process holds the
+// lease (see runWithLease).
 func (c *Component) Run(ctx context.Context) error {
 	c.o.Metrics.SetConnected(c.o.Name, false)
+	c.o.Metrics.SetActive(c.o.Name, false)
 	cons, err := c.o.Bus.Consumer(ctx, bus.ConsumerConfig{
 		Stream:  bus.StreamIn,
 		Name:    bus.ComponentConsumer(c.o.Name),
@@ -162,14 +173,27 @@ func (c *Component) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if c.o.Lease != nil {
+		return c.runWithLease(ctx, cons)
+	}
+	c.o.Metrics.SetActive(c.o.Name, true)
+	c.serve(ctx, nil, cons)
+	c.o.Metrics.SetActive(c.o.Name, false)
+	return nil
+}
 
+// serve keeps the stream up until ctx is cancelled or lost is closed.
+func (c *Component) serve(ctx context.Context, lost <-chan struct{}, cons jetstream.Consumer) {
 	delay := c.o.BackoffBase
 	var lastFailure string
 	for {
-		authenticated, err := c.session(ctx, cons)
+		authenticated, err := c.session(ctx, lost, cons)
 		if ctx.Err() != nil {
 			c.setStatus(false, "shutting down")
-			return nil
+			return
+		}
+		if isClosed(lost) {
+			return
 		}
 		reason := c.describe(err)
 		if authenticated {
@@ -192,7 +216,9 @@ func (c *Component) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			c.setStatus(false, "shutting down")
-			return nil
+			return
+		case <-lost:
+			return
 		case <-time.After(wait):
 		}
 	}
@@ -220,9 +246,19 @@ func (c *Component) describe(err error) string {
 
 // session runs one stream from dial to close. authenticated reports whether
 // the handshake succeeded (so the caller can reset its backoff).
-func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authenticated bool, err error) {
+func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jetstream.Consumer) (authenticated bool, err error) {
 	dialCtx, cancel := context.WithTimeout(ctx, c.o.DialTimeout)
 	defer cancel()
+	if lost != nil {
+		// A lease lost while connecting stops the attempt.
+		go func() {
+			select {
+			case <-lost:
+				cancel()
+			case <-dialCtx.Done():
+			}
+		}()
+	}
 	var d net.Dialer
 	conn, err := d.DialContext(dialCtx, "tcp", c.o.Server)
 	if err != nil {
@@ -247,7 +283,9 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 	}()
 
 	served := make(chan error, 1)
-	go func() { served <- sess.Serve(c.handler(ctx)) }()
+	fence, fenceOff := context.WithCancel(context.Background()) // ended when the lease is lost
+	defer fenceOff()
+	go func() { served <- sess.Serve(c.handler(withFence(ctx, fence))) }()
 
 	select {
 	case err = <-served:
@@ -274,5 +312,13 @@ func (c *Component) session(ctx context.Context, cons jetstream.Consumer) (authe
 		}
 		c.log.Info("component stream closed", "domain", c.o.Domain)
 		return true, nil
+	case <-lost:
+		ended.Store(true)
+		stopPull()
+		fenceOff()
+		closeNow(sess, conn, served)
+		<-pulled
+		c.log.Warn("component stream closed: the component lease was lost", "domain", c.o.Domain)
+		return true, errLeaseLost
 	}
 }

@@ -200,9 +200,13 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
 		return c.replyMessageError(w, m, ref.typ, ref.cond, ref.text)
 	}
+	if fenced(ctx) {
+		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
+		return c.replyMessageError(w, m, "wait", "service-unavailable", handoverText)
+	}
 	// Not bound to ctx: a stanza read while the stream closes is still
 	// stored (the bus outlives the component at shutdown).
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	pubCtx, cancel := storeContext(ctx, 5*time.Second)
 	dup, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, msgID)
 	cancel()
 	if err != nil {
@@ -406,7 +410,7 @@ func (c *Component) onRoomPresence(ctx context.Context, w xmlstream.TokenReadEnc
 		Contact:  room,
 		Presence: pr,
 	}
-	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	pubCtx, cancel := storeContext(ctx, 5*time.Second)
 	_, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, "")
 	cancel()
 	if err != nil {

@@ -21,12 +21,32 @@ import (
 
 // Config is the whole xmppgw configuration.
 type Config struct {
+	// Role is what this process runs: RoleAll (default) or one part of a
+	// deployment split over processes (see docs/scaling.md).
+	Role     string             `koanf:"role"`
 	XMPP     XMPP               `koanf:"xmpp"`
 	Bus      Bus                `koanf:"bus"`
 	HTTP     HTTP               `koanf:"http"`
 	Log      Log                `koanf:"log"`
 	Gateways map[string]Gateway `koanf:"gateways"` // key = gateway name
 }
+
+// Roles: which parts of the gateway a process runs.
+const (
+	// RoleAll runs everything in one process.
+	RoleAll = "all"
+	// RoleComponent runs the XMPP edge: the component streams, one active
+	// process per gateway (the others stand by for the lease).
+	RoleComponent = "component"
+	// RoleAdapters runs the adapter workers: they consume the outbound
+	// stream; any number share the work.
+	RoleAdapters = "adapters"
+	// RoleIngress serves the adapters' webhooks (inbound traffic) only.
+	RoleIngress = "ingress"
+)
+
+// Roles lists the valid values of the role key.
+var Roles = []string{RoleAll, RoleComponent, RoleAdapters, RoleIngress}
 
 // XMPP configures the connection to the XMPP server.
 type XMPP struct {
@@ -151,6 +171,7 @@ const redacted = "[redacted]"
 
 func defaults() map[string]any {
 	return map[string]any{
+		"role": RoleAll,
 		"xmpp": map[string]any{"server": "127.0.0.1:5347"},
 		"bus":  map[string]any{"data_dir": "./data", "replicas": 1, "sync_always": true},
 		"log":  map[string]any{"level": "info", "format": "text"},
@@ -298,7 +319,10 @@ func build(raw map[string]any, opts Options) (*Config, error) {
 		return nil, errs.join()
 	}
 
-	if c.HTTP.PublicURL == "" && c.HTTP.Listen != "" {
+	// A component or adapters process is not where providers post to: its
+	// public_url, if any, is the ingress', so none is derived from its own
+	// listener (which serves metrics and probes).
+	if c.HTTP.PublicURL == "" && c.HTTP.Listen != "" && (c.Role == RoleAll || c.Role == RoleIngress) {
 		c.HTTP.PublicURL = defaultPublicURL(c.HTTP.Listen)
 	}
 
@@ -508,6 +532,7 @@ func joinKey(prefix, key string) string {
 
 // flagKeys maps the named flags to configuration keys.
 var flagKeys = map[string]string{
+	"role":            "role",
 	"log-level":       "log.level",
 	"log-format":      "log.format",
 	"xmpp-server":     "xmpp.server",
@@ -522,6 +547,7 @@ var flagKeys = map[string]string{
 // for each common key, and --set key=value (repeatable) for any key.
 func RegisterFlags(fs *pflag.FlagSet) {
 	fs.StringP("config", "c", "", "YAML configuration `file`")
+	fs.String("role", RoleAll, "what this process runs: all, component, adapters or ingress (role)")
 	fs.String("log-level", "info", "log level: debug, info, warn or error (log.level)")
 	fs.String("log-format", "text", "log format: text or json (log.format)")
 	fs.String("xmpp-server", "127.0.0.1:5347", "XMPP server component `host:port` (xmpp.server)")

@@ -232,6 +232,42 @@ func TestLoadLayers(t *testing.T) {
 			want: []any{"./data", 1, "info"},
 		},
 		{
+			name: "default role",
+			in:   input{yaml: minimalYAML},
+			get:  func(c *config.Config) any { return c.Role },
+			want: config.RoleAll,
+		},
+		{
+			name: "role from the file",
+			in:   input{yaml: "role: adapters\nbus:\n  url: nats://n1:4222\n" + minimalYAML},
+			get:  func(c *config.Config) any { return c.Role },
+			want: config.RoleAdapters,
+		},
+		{
+			name: "--role overrides the file",
+			in:   input{yaml: "role: adapters\nbus:\n  url: nats://n1:4222\n" + minimalYAML, args: []string{"--role", "component"}},
+			get:  func(c *config.Config) any { return c.Role },
+			want: config.RoleComponent,
+		},
+		{
+			name: "split role on another process' embedded bus",
+			in:   input{yaml: minimalYAML + "bus:\n  listen: 127.0.0.1:4222\n", env: []string{"XMPPGW_ROLE=component"}},
+			get:  func(c *config.Config) any { return c.Role },
+			want: config.RoleComponent,
+		},
+		{
+			name: "a worker's public_url is the ingress', not derived from its listener",
+			in:   input{yaml: "role: adapters\nbus:\n  url: nats://n1:4222\nhttp:\n  listen: :9090\n" + minimalYAML},
+			get:  func(c *config.Config) any { return c.HTTP.PublicURL },
+			want: "",
+		},
+		{
+			name: "a worker names the ingress' public_url without a listener",
+			in:   input{yaml: "role: adapters\nbus:\n  url: nats://n1:4222\nhttp:\n  public_url: https://gw.example.com\n" + minimalYAML},
+			get:  func(c *config.Config) any { return c.HTTP.PublicURL },
+			want: "https://gw.example.com",
+		},
+		{
 			name: "default public_url from listen",
 			in:   input{yaml: minimalYAML + "http:\n  listen: 127.0.0.1:8080\n"},
 			get:  func(c *config.Config) any { return c.HTTP.PublicURL },
@@ -574,6 +610,26 @@ func TestLoadErrors(t *testing.T) {
 			name: "bus replicas out of range",
 			in:   input{yaml: minimalYAML + "bus:\n  url: nats://a:4222\n  replicas: 6\n"},
 			want: []string{"bus.replicas: 6 is out of range 1..5"},
+		},
+		{
+			name: "unknown role",
+			in:   input{yaml: minimalYAML, args: []string{"--role", "worker"}},
+			want: []string{`role: "worker" is not one of all, component, adapters, ingress`},
+		},
+		{
+			name: "split role on a private embedded bus",
+			in:   input{yaml: "role: component\n" + minimalYAML},
+			want: []string{`bus.url: required with role "component": the processes of a split deployment share one bus`},
+		},
+		{
+			name: "ingress without a listener",
+			in:   input{yaml: "role: ingress\nbus:\n  url: nats://n1:4222\n" + minimalYAML},
+			want: []string{`http.listen: required with role "ingress"`},
+		},
+		{
+			name: "ingress public_url without listen",
+			in:   input{yaml: "role: ingress\nbus:\n  url: nats://n1:4222\nhttp:\n  public_url: https://gw.example.com\n" + minimalYAML},
+			want: []string{"http.public_url: set, but http.listen is empty"},
 		},
 		{
 			name: "public_url without listen",

@@ -4,8 +4,8 @@
 //
 // [Load] merges four layers, each overriding the one before it:
 //
-//  1. built-in defaults (xmpp.server 127.0.0.1:5347, bus.data_dir ./data,
-//     bus.replicas 1, log.level info, log.format text);
+//  1. built-in defaults (role all, xmpp.server 127.0.0.1:5347, bus.data_dir
+//     ./data, bus.replicas 1, log.level info, log.format text);
 //  2. the YAML file, if one is given (a YAML null means "keep the default");
 //  3. environment variables starting with XMPPGW_;
 //  4. command-line flags registered by [RegisterFlags], of which only the

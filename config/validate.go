@@ -23,8 +23,9 @@ func validate(c *Config, names []string, errs *errList) {
 	if msg := hostPort(c.XMPP.Server, true); msg != "" {
 		errs.add("xmpp.server", msg)
 	}
+	validateRole(c, errs)
 	validateBus(c.Bus, errs)
-	validateHTTP(c.HTTP, errs)
+	validateHTTP(c.HTTP, c.Role, errs)
 	if !slices.Contains(logLevels, c.Log.Level) {
 		errs.add("log.level", fmt.Sprintf("%q is not one of %s", c.Log.Level, strings.Join(logLevels, ", ")))
 	}
@@ -136,7 +137,22 @@ func validateBus(b Bus, errs *errList) {
 	}
 }
 
-func validateHTTP(h HTTP, errs *errList) {
+// validateRole checks the role and that a split deployment shares a bus:
+// each process of it reaches the others only through NATS.
+func validateRole(c *Config, errs *errList) {
+	if !slices.Contains(Roles, c.Role) {
+		errs.add("role", fmt.Sprintf("%q is not one of %s", c.Role, strings.Join(Roles, ", ")))
+		return
+	}
+	if c.Role != RoleAll && c.Bus.URL == "" && c.Bus.Listen == "" {
+		errs.add("bus.url", fmt.Sprintf("required with role %q: the processes of a split deployment share one bus; set bus.url to the NATS servers (an external cluster, or another xmppgw's bus.listen)", c.Role))
+	}
+	if c.Role == RoleIngress && c.HTTP.Listen == "" {
+		errs.add("http.listen", fmt.Sprintf("required with role %q: the ingress serves the adapters' webhooks", c.Role))
+	}
+}
+
+func validateHTTP(h HTTP, role string, errs *errList) {
 	if h.Listen != "" {
 		if msg := hostPort(h.Listen, false); msg != "" {
 			errs.add("http.listen", msg)
@@ -145,7 +161,9 @@ func validateHTTP(h HTTP, errs *errList) {
 	if h.PublicURL == "" {
 		return
 	}
-	if h.Listen == "" {
+	// A component or adapters process names the ingress' URL (status
+	// callbacks, media links) without serving it.
+	if h.Listen == "" && (role == RoleAll || role == RoleIngress) {
 		errs.add("http.public_url", "set, but http.listen is empty so there is no HTTP listener")
 	}
 	u, err := url.Parse(h.PublicURL)

@@ -45,6 +45,12 @@ type RunnerOptions struct {
 	// RetryBase and RetryMax shape the exponential backoff between attempts.
 	// Defaults 1 s and 1 min.
 	RetryBase, RetryMax time.Duration
+
+	// InboundOnly starts the adapter for what it receives (its webhooks hand
+	// inbound traffic to the bus through the Host) but takes no outbound
+	// work: other processes' runners consume the outbound stream. For a
+	// webhook ingress process.
+	InboundOnly bool
 }
 
 // ShutdownGrace bounds how long sends already in progress may take once Run's
@@ -88,8 +94,8 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 }
 
 // Run starts the adapter (retrying with backoff until ctx ends), then
-// consumes until ctx is cancelled. On return, in-flight sends have finished
-// and the adapter is stopped.
+// consumes until ctx is cancelled (with InboundOnly, it only waits). On
+// return, in-flight sends have finished and the adapter is stopped.
 func (r *Runner) Run(ctx context.Context) error {
 	host := &host{r: r}
 	if err := r.startAdapter(ctx, host); err != nil {
@@ -105,6 +111,11 @@ func (r *Runner) Run(ctx context.Context) error {
 
 	if ctx.Err() != nil {
 		return nil // cancelled while starting: a normal stop
+	}
+	if r.o.InboundOnly {
+		r.log.Info("adapter ready for inbound traffic only", "adapter", r.o.Info.ID)
+		<-ctx.Done()
+		return nil
 	}
 	cc := OutboundConsumer(r.o.Name, r.o.Workers)
 	cc.AckWait = r.o.AckWait

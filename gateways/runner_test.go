@@ -997,3 +997,49 @@ func TestErrorClassification(t *testing.T) {
 		t.Error("*Error does not unwrap to its cause")
 	}
 }
+
+// An ingress process runs the adapter for its webhooks only: inbound
+// traffic is stored, outbound work is left to the adapter workers, and the
+// adapter is stopped at the end.
+func TestRunnerInboundOnly(t *testing.T) {
+	t.Parallel()
+	a := &scriptAdapter{}
+	h := startRunner(t, a, func(o *gateways.RunnerOptions) { o.InboundOnly = true })
+	h.publish(sender, contact, &bus.Message{ID: "m1", Body: "for a worker"})
+	var host gateways.Host
+	checkFor(t, 5*time.Second, func() error {
+		if host = a.Host(); host == nil {
+			return errors.New("adapter not started")
+		}
+		return nil
+	})
+	if err := host.Deliver(t.Context(), gateways.Inbound{ProviderID: "SM1", From: contact, To: "alice@localhost", Body: "hi"}); err != nil {
+		t.Fatalf("Deliver: %v", err)
+	}
+	if got := h.inbound(); len(got) != 1 || got[0].Message.Body != "hi" {
+		t.Errorf("stored inbound %+v, want the one message", got)
+	}
+
+	// Nothing consumes the outbound stream: the message waits for a
+	// worker, and the runner did not even create the workers' consumer.
+	if n, err := h.streamMsgs(bus.StreamOut); err != nil || n != 1 {
+		t.Errorf("out stream holds %d (%v), want the 1 message", n, err)
+	}
+	if _, err := h.b.JetStream().Consumer(t.Context(), bus.StreamOut, bus.AdapterConsumer(gw)); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Errorf("outbound consumer lookup = %v, want ErrConsumerNotFound", err)
+	}
+	if err := h.stop(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	if calls := a.Calls(); len(calls) != 0 {
+		t.Errorf("adapter got %d sends, want none: %+v", len(calls), calls)
+	}
+	if starts, stops := a.counts(); starts != 1 || stops != 1 {
+		t.Errorf("adapter started %d, stopped %d times; want 1, 1", starts, stops)
+	}
+
+	// A worker started later takes the message.
+	w := &scriptAdapter{}
+	startRunnerOn(t, h.b, w, nil)
+	waitCalls(t, w, 1)
+}

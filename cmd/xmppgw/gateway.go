@@ -8,9 +8,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
@@ -21,14 +23,14 @@ import (
 	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
-// gateway is one configured gateway: its component and its adapter runner.
+// gateway is one configured gateway: what this process runs of it.
 type gateway struct {
 	name      string
-	component *component.Component
-	runner    gatewayRunner
-	external  *external    // nil unless adapter: external
-	webhooks  http.Handler // nil unless the adapter receives webhooks
-	prefix    string       // where webhooks are mounted: /<adapter>/<name>/
+	component *component.Component // nil unless the role runs the component
+	runner    gatewayRunner        // nil unless the role runs adapter work
+	external  *external            // nil unless adapter: external and the role runs workers
+	webhooks  http.Handler         // nil unless the adapter receives webhooks and the role serves them
+	prefix    string               // where webhooks are mounted: /<adapter>/<name>/
 }
 
 // runGateway runs everything until ctx is cancelled, then shuts down in
@@ -37,7 +39,9 @@ type gateway struct {
 func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error {
 	m := metrics.New()
 
+	run := partsOf(cfg.Role)
 	b, err := bus.Open(ctx, bus.Options{
+		Name:            "xmppgw-" + cfg.Role,
 		URL:             cfg.Bus.URL,
 		CredentialsFile: cfg.Bus.CredentialsFile,
 		TLSCAFile:       cfg.Bus.TLSCAFile,
@@ -60,18 +64,29 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		}
 	}()
 
-	gws, err := buildGateways(ctx, cfg, b, m, log)
+	gws, err := buildGateways(ctx, cfg, run, b, m, log)
 	if err != nil {
 		return err
+	}
+	// Each process reports the backlog of what it consumes, so that with
+	// the roles split no two processes report the same consumer.
+	type consumer struct{ stream, dir string }
+	var backlog []consumer
+	if run.workers {
+		backlog = append(backlog, consumer{bus.StreamOut, metrics.Out})
+	}
+	if run.component {
+		backlog = append(backlog, consumer{bus.StreamIn, metrics.In})
 	}
 	m.RegisterPending(func(ctx context.Context) []metrics.PendingSample {
 		var out []metrics.PendingSample
 		for _, g := range gws {
-			for _, c := range []struct{ stream, consumer, dir string }{
-				{bus.StreamOut, bus.AdapterConsumer(g.name), metrics.Out},
-				{bus.StreamIn, bus.ComponentConsumer(g.name), metrics.In},
-			} {
-				if w, u, err := b.Pending(ctx, c.stream, c.consumer); err == nil {
+			for _, c := range backlog {
+				name := bus.AdapterConsumer(g.name)
+				if c.dir == metrics.In {
+					name = bus.ComponentConsumer(g.name)
+				}
+				if w, u, err := b.Pending(ctx, c.stream, name); err == nil {
 					out = append(out, metrics.PendingSample{Gateway: g.name, Direction: c.dir, Waiting: w, Unacked: u})
 				}
 			}
@@ -79,10 +94,16 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		return out
 	})
 
+	registerReadiness(m, cfg.Role, b, gws)
+
 	eg, runCtx := errgroup.WithContext(ctx)
 	for _, g := range gws {
-		eg.Go(func() error { return g.runner.Run(runCtx) })
-		eg.Go(func() error { return g.component.Run(runCtx) })
+		if g.runner != nil {
+			eg.Go(func() error { return g.runner.Run(runCtx) })
+		}
+		if g.component != nil {
+			eg.Go(func() error { return g.component.Run(runCtx) })
+		}
 	}
 	if cfg.HTTP.Listen != "" {
 		srv := &http.Server{
@@ -111,7 +132,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 			return srv.Shutdown(shCtx)
 		})
 	}
-	log.Info("xmppgw started", "version", versionString(), "gateways", len(gws),
+	log.Info("xmppgw started", "version", versionString(), "role", cfg.Role, "gateways", len(gws),
 		"embedded_bus", b.Embedded(), "startup", time.Since(started).Round(time.Millisecond))
 	err = eg.Wait()
 	if ctx.Err() != nil {
@@ -120,7 +141,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 	return err
 }
 
-func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metrics.Metrics, log *slog.Logger) ([]*gateway, error) {
+func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bus, m *metrics.Metrics, log *slog.Logger) ([]*gateway, error) {
 	registrations, err := b.JetStream().KeyValue(ctx, bus.BucketRegistrations)
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
@@ -145,15 +166,23 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 		)
 		info, ok := gateways.Lookup(g.Adapter)
 		if g.Adapter == config.ExternalAdapter {
+			if run.ingress && !run.component && !run.workers {
+				continue // an external adapter receives its own traffic
+			}
 			if ext, err = newExternal(ctx, b, name, g, glog); err != nil {
 				return nil, err
 			}
-			info, ok, runner = ext.info, true, ext
+			info, ok = ext.info, true
+			if run.workers {
+				runner = ext
+			}
 		}
 		if !ok {
 			return nil, fmt.Errorf("gateways.%s.adapter: unknown adapter %q", name, g.Adapter)
 		}
 		if ext == nil {
+			// Constructed in every role (no side effects): the component
+			// asks it for its registrar, translator and rooms.
 			adapter, err = info.New(gateways.Params{
 				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
 				Registrations: registrations, Messages: messages, MaxConcurrency: g.MaxConcurrency,
@@ -161,9 +190,19 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 			if err != nil {
 				return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
 			}
-			runner, err = gateways.NewRunner(gateways.RunnerOptions{Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m, Workers: g.MaxConcurrency})
-			if err != nil {
-				return nil, err
+			_, receives := adapter.(gateways.HTTPProvider)
+			if run.ingress && !run.workers && !receives {
+				continue // nothing for an ingress to serve
+			}
+			if run.workers || run.ingress {
+				runner, err = gateways.NewRunner(gateways.RunnerOptions{
+					Name: name, Bus: b, Adapter: adapter, Info: info, Logger: glog, Metrics: m, Workers: g.MaxConcurrency,
+					// An ingress starts the adapter for its webhooks only.
+					InboundOnly: !run.workers,
+				})
+				if err != nil {
+					return nil, err
+				}
 			}
 		}
 		var registrar component.Registrar
@@ -182,13 +221,27 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 			isRoom = ext.isRoom
 		}
 		var webhooks http.Handler
-		if hp, ok := adapter.(gateways.HTTPProvider); ok {
+		if hp, ok := adapter.(gateways.HTTPProvider); ok && run.ingress {
 			if cfg.HTTP.Listen == "" {
 				return nil, fmt.Errorf("gateways.%s: the %s adapter receives webhooks: set http.listen and http.public_url", name, info.ID)
 			}
 			webhooks = hp.HTTPHandler()
 		}
-		comp, err := component.New(component.Options{
+		gw := &gateway{name: name, runner: runner, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"}
+		if run.workers {
+			gw.external = ext
+		}
+		gws = append(gws, gw)
+		if !run.component {
+			continue
+		}
+		// A bus that other processes can reach may carry a second
+		// component for the domain: only the lease holder connects.
+		var lease component.Lease
+		if cfg.Bus.URL != "" || cfg.Bus.Listen != "" {
+			lease = b.Lease("component." + name)
+		}
+		gw.component, err = component.New(component.Options{
 			Name:           name,
 			Domain:         g.Domain,
 			Secret:         g.Secret,
@@ -208,11 +261,14 @@ func buildGateways(ctx context.Context, cfg *config.Config, b *bus.Bus, m *metri
 			Admins:         g.Admins,
 			Logger:         glog,
 			Metrics:        m,
+			Lease:          lease,
 		})
 		if err != nil {
 			return nil, err
 		}
-		gws = append(gws, &gateway{name: name, component: comp, runner: runner, external: ext, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"})
+	}
+	if run.ingress && !run.workers && !slices.ContainsFunc(gws, func(g *gateway) bool { return g.webhooks != nil }) {
+		return nil, fmt.Errorf("role %s: no gateway has an adapter that receives webhooks, so this process has nothing to serve", cfg.Role)
 	}
 	return gws, nil
 }
@@ -223,27 +279,10 @@ func httpHandler(b *bus.Bus, gws []*gateway, m *metrics.Metrics) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"status": "alive"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		reasons := map[string]string{}
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if err := b.Ready(ctx); err != nil {
-			reasons["bus"] = err.Error()
-		}
-		for _, g := range gws {
-			if up, why := g.component.Status(); !up {
-				reasons["gateways."+g.name] = why
-			}
-			if g.external != nil {
-				if err := g.external.Ready(ctx); err != nil {
-					reasons["gateways."+g.name+".adapter"] = err.Error()
-				}
-			}
-		}
-		if len(reasons) > 0 {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "reasons": reasons})
-			return
-		}
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ready"})
+		status, body := readiness(ctx, b, gws)
+		writeJSON(w, status, body)
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{}))
 	for _, g := range gws {
@@ -252,6 +291,74 @@ func httpHandler(b *bus.Bus, gws []*gateway, m *metrics.Metrics) http.Handler {
 		}
 	}
 	return mux
+}
+
+// readiness is what /readyz answers. It covers what this process runs: the
+// bus always, the component streams where the role has them, external
+// workers where it runs the adapters. A standby component is healthy and
+// ready to take over: 200, with status "standby" and the gateways it
+// stands by for.
+func readiness(ctx context.Context, b *bus.Bus, gws []*gateway) (int, map[string]any) {
+	reasons := map[string]string{}
+	standby := map[string]string{}
+	if err := b.Ready(ctx); err != nil {
+		reasons["bus"] = err.Error()
+	}
+	for _, g := range gws {
+		if g.component != nil {
+			up, why := g.component.Status()
+			switch {
+			case g.component.Standby():
+				standby["gateways."+g.name] = why
+			case !up:
+				reasons["gateways."+g.name] = why
+			}
+		}
+		if g.external != nil {
+			if err := g.external.Ready(ctx); err != nil {
+				reasons["gateways."+g.name+".adapter"] = err.Error()
+			}
+		}
+	}
+	switch {
+	case len(reasons) > 0:
+		body := map[string]any{"status": "unavailable", "reasons": reasons}
+		if len(standby) > 0 {
+			body["standby"] = standby
+		}
+		return http.StatusServiceUnavailable, body
+	case len(standby) > 0:
+		return http.StatusOK, map[string]any{"status": "standby", "standby": standby}
+	}
+	return http.StatusOK, map[string]any{"status": "ready"}
+}
+
+// registerReadiness exports readiness as gauges, for alerts that need no
+// HTTP prober: xmppgw_ready{role} (1 while /readyz answers 200) and
+// xmppgw_bus_ready (1 while the bus can store messages; 0 while the store
+// refuses writes or NATS is unreachable).
+func registerReadiness(m *metrics.Metrics, role string, b *bus.Bus, gws []*gateway) {
+	probe := func(f func(ctx context.Context) bool) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			if f(ctx) {
+				return 1
+			}
+			return 0
+		}
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "xmppgw_ready",
+			Help:        "1 while /readyz answers 200 (a standby component counts as ready), else 0.",
+			ConstLabels: prometheus.Labels{"role": role},
+		}, probe(func(ctx context.Context) bool { status, _ := readiness(ctx, b, gws); return status == http.StatusOK })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "xmppgw_bus_ready",
+			Help: "1 while the bus can store messages, 0 while it cannot (NATS unreachable, JetStream not answering, the store refusing writes).",
+		}, probe(func(ctx context.Context) bool { return b.Ready(ctx) == nil })),
+	)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

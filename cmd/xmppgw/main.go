@@ -1,6 +1,8 @@
 // Command xmppgw is the XMPP gateway daemon.
 //
 //	xmppgw run -c FILE           run the gateway
+//	xmppgw run -c FILE --role R  run one part of it: component, adapters,
+//	                             ingress (docs/scaling.md), or all (default)
 //	xmppgw check-config -c FILE  print the effective configuration (secrets redacted)
 //	xmppgw version               print the version
 package main
@@ -41,7 +43,7 @@ func main() {
 const usage = `usage: xmppgw <command> [flags]
 
 commands:
-  run            run the gateway (xmppgw run -c FILE)
+  run            run the gateway (xmppgw run -c FILE [--role component|adapters|ingress|all])
   check-config   validate a configuration and print it with secrets redacted
   version        print the version
 

@@ -32,6 +32,7 @@ type Metrics struct {
 	Registry   *prometheus.Registry
 	Messages   *prometheus.CounterVec // gateway, direction, result
 	Connected  *prometheus.GaugeVec   // gateway: 1 when the component stream is authenticated
+	Active     *prometheus.GaugeVec   // gateway: 1 when this process is the gateway's active component (not a standby)
 	Reconnects *prometheus.CounterVec // gateway: stream (re)connection attempts that failed
 }
 
@@ -48,12 +49,16 @@ func New() *Metrics {
 			Name: "xmppgw_component_connected",
 			Help: "1 while the gateway's XEP-0114 stream is authenticated, else 0.",
 		}, []string{"gateway"}),
+		Active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "xmppgw_component_active",
+			Help: "1 while this process is the gateway's active component (it holds the component lease, or needs none), 0 while it is a standby.",
+		}, []string{"gateway"}),
 		Reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "xmppgw_component_connect_failures_total",
 			Help: "Failed attempts to open or authenticate the component stream.",
 		}, []string{"gateway"}),
 	}
-	m.Registry.MustRegister(m.Messages, m.Connected, m.Reconnects,
+	m.Registry.MustRegister(m.Messages, m.Connected, m.Active, m.Reconnects,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -76,6 +81,18 @@ func (m *Metrics) SetConnected(gateway string, up bool) {
 		v = 1
 	}
 	m.Connected.WithLabelValues(gateway).Set(v)
+}
+
+// SetActive records whether this process is the gateway's active component.
+func (m *Metrics) SetActive(gateway string, active bool) {
+	if m == nil {
+		return
+	}
+	v := 0.0
+	if active {
+		v = 1
+	}
+	m.Active.WithLabelValues(gateway).Set(v)
 }
 
 // ConnectFailed counts a failed connection attempt.
