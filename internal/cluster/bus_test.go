@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/internal/natstest"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // TestReplicatedBus: the bus package on a 3-node cluster with replicas 3.
@@ -130,7 +131,7 @@ func TestReplicatedBus(t *testing.T) {
 		t.Errorf("the lease (its leader on %s) was lost when %s died: %v", keeper.Name, victim.Name, context.Cause(held))
 	}
 
-	done := poll(60*time.Second, 50*time.Millisecond, func() bool {
+	done := proctest.Poll(60*time.Second, 50*time.Millisecond, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		for k := 1; k <= n; k++ {
@@ -181,7 +182,7 @@ func TestReplicatedBus(t *testing.T) {
 	// The lease's own leader: with the victim back (three nodes again),
 	// kill the node leading the lease bucket.
 	victim.Start(t)
-	if !poll(60*time.Second, 100*time.Millisecond, func() bool { return peersCurrent(ctx, b, "KV_"+bus.BucketLeases) }) {
+	if !proctest.Poll(60*time.Second, 100*time.Millisecond, func() bool { return peersCurrent(ctx, b, "KV_"+bus.BucketLeases) }) {
 		t.Fatalf("%s did not catch up", victim.Name)
 	}
 	c.MoveLeader(t, "KV_"+bus.BucketLeases, keeper.Name)

@@ -32,13 +32,10 @@ package cluster_test
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 
-	"github.com/xmppgw/xmppgw/internal/natstest"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 var (
@@ -55,28 +52,5 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "xmppgw-cluster-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "xmppgw")
-	build := exec.Command("go", "build", "-o", binary, "github.com/xmppgw/xmppgw/cmd/xmppgw")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building xmppgw:", err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	if natsBinary, err = natstest.Build(dir); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	if table := results.String(); table != "" {
-		fmt.Print("\n" + table)
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(proctest.Main(m, "xmppgw-cluster-bin-", &binary, &natsBinary, results.String))
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // TestRolesSplit: a component, two adapter workers and a webhook ingress,
@@ -83,7 +84,7 @@ func TestStandbyFailover(t *testing.T) {
 	tr.start()
 	q := tr.n / 4
 	tr.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
-	w.tap.markAbrupt()
+	w.tap.MarkAbrupt()
 	killed := time.Now()
 	if err := active.Kill(); err != nil {
 		t.Fatal(err)
@@ -154,7 +155,7 @@ func natsNodeKilled(t *testing.T, name string, lease bool) {
 		// crossing it, as a crash would (XEP-0114 has no acks); the
 		// component answers what it still reads with errors, so the
 		// window should stay empty.
-		w.tap.markAbrupt()
+		w.tap.MarkAbrupt()
 	}
 	killed := time.Now()
 	if err := victim.Kill(); err != nil {
@@ -164,7 +165,7 @@ func natsNodeKilled(t *testing.T, name string, lease bool) {
 		victim.Name, lease, c0.outDelivered, c0.inReceived)
 	// Flowing again: each direction moves past where it was.
 	var outAgain, inAgain time.Duration
-	if poll(30*time.Second, 20*time.Millisecond, func() bool {
+	if proctest.Poll(30*time.Second, 20*time.Millisecond, func() bool {
 		c := tr.refresh()
 		if outAgain == 0 && c.outDelivered > c0.outDelivered+10 {
 			outAgain = time.Since(killed)

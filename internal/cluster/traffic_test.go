@@ -7,13 +7,13 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -271,7 +271,7 @@ func (tr *traffic) event(format string, args ...any) {
 func (tr *traffic) waitFor(what string, timeout time.Duration, cond func(counts) bool) {
 	tr.w.t.Helper()
 	var c counts
-	if !poll(timeout, 50*time.Millisecond, func() bool { c = tr.refresh(); return cond(c) }) {
+	if !proctest.Poll(timeout, 50*time.Millisecond, func() bool { c = tr.refresh(); return cond(c) }) {
 		tr.w.t.Errorf("waiting for %s: not within %v (%+v)", what, timeout, c)
 	}
 	tr.w.checkCrashes()
@@ -331,7 +331,7 @@ func (r rows) clean() bool {
 func (tr *traffic) account() rows {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	tap := tr.w.tap.snapshot()
+	tap := tr.w.tap.Snapshot()
 	copies := tr.twilioCopies()
 	var out rows
 
@@ -343,7 +343,7 @@ func (tr *traffic) account() rows {
 		lastThrough := make([]int, len(tap))
 		for ci, c := range tap {
 			lastThrough[ci] = -1
-			for at, id := range c.toComp {
+			for at, id := range c.ToComp {
 				k := number(id, prefix)
 				if k == 0 || k > tr.n {
 					continue
@@ -368,7 +368,7 @@ func (tr *traffic) account() rows {
 			case errs[k] != "":
 				r.errors++
 			default:
-				if p, seen := onTap[k]; seen && tap[p.conn].ended && tap[p.conn].abrupt && p.at > lastThrough[p.conn] {
+				if p, seen := onTap[k]; seen && tap[p.conn].Ended && tap[p.conn].Abrupt && p.at > lastThrough[p.conn] {
 					r.window++
 				} else {
 					r.lost++
@@ -396,16 +396,16 @@ func (tr *traffic) account() rows {
 	in := row{dir: "in", sent: tr.n}
 	inWindow := map[int]bool{}
 	for _, c := range tap {
-		if !c.ended || !c.abrupt {
+		if !c.Ended || !c.Abrupt {
 			continue
 		}
 		lastRecv, last := -1, 0
-		for at, body := range c.toServer {
+		for at, body := range c.ToServer {
 			if k := number(body, "i-"); k > 0 && k <= tr.n && tr.inRecv[k] > 0 {
 				lastRecv = at
 			}
 		}
-		for at, body := range c.toServer {
+		for at, body := range c.ToServer {
 			k := number(body, "i-")
 			if k > 0 && k <= tr.n && at > lastRecv {
 				inWindow[k] = true
@@ -448,9 +448,9 @@ func (tr *traffic) account() rows {
 	return out
 }
 
-func onAnyTap(tap tapSnapshot, body string) bool {
+func onAnyTap(tap proctest.TapSnapshot, body string) bool {
 	for _, c := range tap {
-		if slices.Contains(c.toServer, body) || slices.Contains(c.toServerAfterClose, body) {
+		if slices.Contains(c.ToServer, body) || slices.Contains(c.ToServerAfterClose, body) {
 			return true
 		}
 	}
@@ -613,46 +613,6 @@ func (r *resultTable) String() string {
 	}
 	if len(r.measures) > 0 {
 		b.WriteString("\n" + strings.Join(r.measures, "\n") + "\n")
-	}
-	return b.String()
-}
-
-var digits = regexp.MustCompile(`[0-9]+`)
-
-// foldLog shows each distinct log line once (numbers aside), at most max.
-func foldLog(lines []string, max int) string {
-	type seen struct {
-		first string
-		n     int
-	}
-	var order []string
-	by := map[string]*seen{}
-	for _, l := range lines {
-		key := l
-		if strings.HasPrefix(l, "time=") {
-			if _, rest, ok := strings.Cut(l, " "); ok {
-				key = rest
-			}
-		}
-		key = digits.ReplaceAllString(key, "#")
-		if s, ok := by[key]; ok {
-			s.n++
-			continue
-		}
-		by[key] = &seen{first: l, n: 1}
-		order = append(order, key)
-	}
-	var b strings.Builder
-	for i, k := range order {
-		if i == max {
-			fmt.Fprintf(&b, "… %d more distinct lines\n", len(order)-max)
-			break
-		}
-		if n := by[k].n; n > 1 {
-			fmt.Fprintf(&b, "%s  [×%d]\n", by[k].first, n)
-		} else {
-			b.WriteString(by[k].first + "\n")
-		}
 	}
 	return b.String()
 }

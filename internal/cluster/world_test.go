@@ -3,10 +3,8 @@
 package cluster_test
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/natstest"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -39,7 +38,7 @@ type world struct {
 	dir   string
 	nats  *natstest.Cluster
 	srv   *xmpptest.Server
-	tap   *componentTap
+	tap   *proctest.Tap
 	tw    *twiliotest.Server
 	alice *xmpptest.Client
 
@@ -56,16 +55,16 @@ func newWorld(t *testing.T) *world {
 		Components: map[string]string{smsDomain: "secret", sandboxDomain: "secret"},
 		Users:      map[string]string{"alice": "password"},
 	})
-	w.tap = startTap(t, w.srv.ComponentAddr())
+	w.tap = proctest.StartTap(t, w.srv.ComponentAddr())
 	w.tw = twiliotest.Start(t, accountSID, authToken)
-	w.ingressAddr = freeAddr(t)
+	w.ingressAddr = proctest.FreeAddr(t)
 	w.alice = xmpptest.Login(t, w.srv, "alice", "password")
 	return w
 }
 
 // gw is one xmppgw process in its role.
 type gw struct {
-	*natstest.Proc
+	*proctest.Proc
 	name, role string
 	httpAddr   string
 	url        string
@@ -75,7 +74,7 @@ type gw struct {
 // 200 (a standby component answers 200 "standby").
 func (w *world) start(name, role string) *gw {
 	w.t.Helper()
-	httpAddr := freeAddr(w.t)
+	httpAddr := proctest.FreeAddr(w.t)
 	if role == "ingress" {
 		httpAddr = w.ingressAddr
 	}
@@ -88,7 +87,7 @@ func (w *world) start(name, role string) *gw {
 		w.t.Fatal(err)
 	}
 	g := &gw{
-		Proc:     natstest.NewProc(w.t, "xmppgw "+name, filepath.Join(dir, "xmppgw.log"), binary, "run", "-c", file, "--role", role),
+		Proc:     proctest.NewProc(w.t, "xmppgw "+name, filepath.Join(dir, "xmppgw.log"), binary, "run", "-c", file, "--role", role),
 		name:     name,
 		role:     role,
 		httpAddr: httpAddr,
@@ -140,7 +139,7 @@ gateways:
     adapter: sandbox
     quota:
       messages: 0
-`, role, w.tap.addr(), w.nats.URL(), httpAddr, w.ingressAddr,
+`, role, w.tap.Addr(), w.nats.URL(), httpAddr, w.ingressAddr,
 		smsDomain, accountSID, authToken, w.tw.URL, aliceNum, sandboxDomain)
 }
 
@@ -165,7 +164,7 @@ func (g *gw) waitReady(timeout time.Duration, want string) (time.Duration, strin
 	var code int
 	var body string
 	var err error
-	ok := poll(timeout, 10*time.Millisecond, func() bool {
+	ok := proctest.Poll(timeout, 10*time.Millisecond, func() bool {
 		if !g.Running() {
 			return true
 		}
@@ -243,35 +242,7 @@ func (w *world) warnings() string {
 		lines := g.LogLines(func(l string) bool {
 			return strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "===")
 		})
-		fmt.Fprintf(&b, "--- %s (%s)\n%s", g.name, g.role, foldLog(lines, 25))
+		fmt.Fprintf(&b, "--- %s (%s)\n%s", g.name, g.role, proctest.FoldLog(lines, 25))
 	}
 	return b.String()
-}
-
-// poll calls cond every interval until it is true or timeout passes.
-func poll(timeout, interval time.Duration, cond func() bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(interval)
-	defer tick.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return cond()
-		case <-tick.C:
-		}
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -8,13 +8,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -72,7 +72,7 @@ func runScenario(t *testing.T, sc scenario) {
 	results.add(r, note)
 	t.Logf("%s\nevents:\n  %s\nnotes: %s", tableOf(r), strings.Join(e.events, "\n  "), note)
 
-	if crashed, err := e.gw.crashed(); crashed {
+	if crashed, err := e.gw.Crashed(); crashed {
 		t.Errorf("xmppgw exited by itself (%v)", err)
 	}
 	for _, x := range r {
@@ -92,54 +92,12 @@ func runScenario(t *testing.T, sc scenario) {
 		}
 	}
 	if t.Failed() || r[0].dup+r[1].dup+r[0].window+r[1].window > 0 || os.Getenv("FAULTS_LOG") != "" {
-		lines := e.gw.logLines(func(l string) bool {
+		lines := e.gw.LogLines(func(l string) bool {
 			return strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") || strings.HasPrefix(l, "===") ||
 				strings.Contains(l, "attempt") || strings.Contains(l, "already accepted")
 		})
-		t.Logf("xmppgw warnings and errors (repeats folded):\n%s", foldLog(lines, 60))
+		t.Logf("xmppgw warnings and errors (repeats folded):\n%s", proctest.FoldLog(lines, 60))
 	}
-}
-
-var digits = regexp.MustCompile(`[0-9]+`)
-
-// foldLog shows each distinct log line once (timestamp aside) with its
-// first time and how often it came, at most max of them.
-func foldLog(lines []string, max int) string {
-	type seen struct {
-		first string
-		n     int
-	}
-	var order []string
-	by := map[string]*seen{}
-	for _, l := range lines {
-		key := l
-		if strings.HasPrefix(l, "time=") {
-			if _, rest, ok := strings.Cut(l, " "); ok {
-				key = rest
-			}
-		}
-		// Lines that differ only in numbers (ids, times) are one line.
-		key = digits.ReplaceAllString(key, "#")
-		if s, ok := by[key]; ok {
-			s.n++
-			continue
-		}
-		by[key] = &seen{first: l, n: 1}
-		order = append(order, key)
-	}
-	var b strings.Builder
-	for i, k := range order {
-		if i == max {
-			fmt.Fprintf(&b, "… %d more distinct lines\n", len(order)-max)
-			break
-		}
-		if n := by[k].n; n > 1 {
-			fmt.Fprintf(&b, "%s  [×%d]\n", by[k].first, n)
-		} else {
-			b.WriteString(by[k].first + "\n")
-		}
-	}
-	return b.String()
 }
 
 func tableOf(r [2]row) string {
@@ -158,12 +116,12 @@ func killGateway(t *testing.T) *env {
 	q := e.n / 4
 	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
 	c := e.refresh()
-	e.tap.markAbrupt()
-	if err := e.gw.kill(); err != nil {
+	e.tap.MarkAbrupt()
+	if err := e.gw.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	e.event("kill -9 xmppgw (out: %d written, %d delivered; in: %d accepted, %d received)", c.outWritten, c.outDelivered, c.inOK, c.inReceived)
-	if err := e.gw.start(); err != nil {
+	if err := e.gw.Start(); err != nil {
 		t.Fatal(err)
 	}
 	d := e.gw.waitReady(t, 30*time.Second)
@@ -182,7 +140,7 @@ func restartProsody(t *testing.T) *env {
 	e.waitFor("a quarter of the inbound traffic", time.Minute, func(c counts) bool { return c.inReceived >= q && c.outDelivered >= q })
 	c := e.refresh()
 	began := time.Now()
-	e.tap.markAbrupt()
+	e.tap.MarkAbrupt()
 	e.srv.Restart(t)
 	e.event("Prosody restarted in %v (out: %d written, %d delivered; in: %d accepted, %d received)",
 		time.Since(began).Round(time.Millisecond), c.outWritten, c.outDelivered, c.inOK, c.inReceived)
@@ -293,7 +251,7 @@ func restartNATS(t *testing.T) *env {
 	q := e.n / 4
 	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
 	c := e.refresh()
-	d, err := ns.stop(15 * time.Second)
+	d, err := ns.Stop(15 * time.Second)
 	if err != nil {
 		t.Error(err)
 	}
@@ -354,12 +312,12 @@ func diskReadOnly(t *testing.T) *env {
 			return nil
 		}
 		e.event("mount -o remount,rw refused after the error: %v", err)
-		d, err := e.gw.stop(15 * time.Second)
+		d, err := e.gw.Stop(15 * time.Second)
 		e.event("xmppgw stopped (SIGTERM) in %v (err %v); unmount, fsck, mount", d.Round(time.Millisecond), err)
 		if err := remountExt4(img, mnt); err != nil {
 			return err
 		}
-		if err := e.gw.start(); err != nil {
+		if err := e.gw.Start(); err != nil {
 			return err
 		}
 		d, err = e.gw.ready(60 * time.Second)
@@ -384,12 +342,12 @@ func (e *env) diskPhase(what string, fault, undo func() error) {
 		what, before.outWritten, before.outDelivered, before.outErrors, before.inOK, before.inReceived, before.inRefused)
 	// Refusals are the expected answer to new work: wait for both kinds,
 	// then let a second more of traffic run into the fault.
-	refused := poll(10*time.Second, 50*time.Millisecond, func() bool {
+	refused := proctest.Poll(10*time.Second, 50*time.Millisecond, func() bool {
 		c := e.refresh()
 		return c.outErrors >= before.outErrors+10 && c.inRefused >= before.inRefused+3
 	})
 	held := e.refresh()
-	poll(5*time.Second, 50*time.Millisecond, func() bool { return e.refresh().outWritten >= held.outWritten+int(e.rate) })
+	proctest.Poll(5*time.Second, 50*time.Millisecond, func() bool { return e.refresh().outWritten >= held.outWritten+int(e.rate) })
 	during := e.refresh()
 	code, body, _ := e.gw.get("/readyz")
 	e.event("%s: %d outbound refused with errors, %d webhooks refused, %d delivered / %d received meanwhile; /readyz %d %s",
@@ -409,9 +367,9 @@ func (e *env) diskPhase(what string, fault, undo func() error) {
 	}
 	t.Errorf("%s: the gateway did not recover within 30 s of undoing the fault", what)
 	e.note("%s: NO RECOVERY within 30 s of undoing the fault", what)
-	d, err := e.gw.stop(15 * time.Second)
+	d, err := e.gw.Stop(15 * time.Second)
 	e.event("%s: xmppgw stopped (SIGTERM) in %v, err %v; starting it again on the same data", what, d.Round(time.Millisecond), err)
-	if err := e.gw.start(); err != nil {
+	if err := e.gw.Start(); err != nil {
 		t.Fatal(err)
 	}
 	d, err = e.gw.ready(60 * time.Second)

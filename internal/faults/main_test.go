@@ -55,11 +55,10 @@ package faults_test
 
 import (
 	"flag"
-	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 var (
@@ -78,31 +77,5 @@ var (
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "xmppgw-faults-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "xmppgw")
-	natsBinary = filepath.Join(dir, "nats-server")
-	for _, b := range []struct{ out, pkg string }{
-		{binary, "github.com/xmppgw/xmppgw/cmd/xmppgw"},
-		// The module is a dependency of the bus package, so this builds the
-		// very nats-server version the embedded bus runs.
-		{natsBinary, "github.com/nats-io/nats-server/v2"},
-	} {
-		build := exec.Command("go", "build", "-o", b.out, b.pkg)
-		build.Stdout, build.Stderr = os.Stderr, os.Stderr
-		if err := build.Run(); err != nil {
-			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-	}
-	code := m.Run()
-	if table := results.String(); table != "" {
-		fmt.Print("\n" + table)
-	}
-	os.RemoveAll(dir)
-	os.Exit(code)
+	os.Exit(proctest.Main(m, "xmppgw-faults-bin-", &binary, &natsBinary, results.String))
 }

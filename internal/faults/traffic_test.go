@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -57,7 +58,7 @@ type env struct {
 	began time.Time
 
 	srv *xmpptest.Server
-	tap *componentTap
+	tap *proctest.Tap
 	tw  *twiliotest.Server
 	gw  *gateway
 
@@ -134,13 +135,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Users:      map[string]string{"alice": "password"},
 		Offline:    o.offline,
 	})
-	e.tap = startTap(t, e.srv.ComponentAddr())
+	e.tap = proctest.StartTap(t, e.srv.ComponentAddr())
 	e.tw = twiliotest.Start(t, accountSID, authToken)
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(e.dir, "data")
 	}
 	e.gw = startGateway(t, e.dir, gatewayOptions{
-		componentAddr:  e.tap.addr(),
+		componentAddr:  e.tap.Addr(),
 		apiURL:         e.tw.URL,
 		dataDir:        o.dataDir,
 		busURL:         o.busURL,
@@ -365,7 +366,7 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 	// A sender told to retry later does so: the outbound probe is sent
 	// again after each error stanza that answers it.
 	resent := 0
-	poll(timeout, 50*time.Millisecond, func() bool {
+	proctest.Poll(timeout, 50*time.Millisecond, func() bool {
 		if !out {
 			out = slices.ContainsFunc(e.tw.Messages(), func(m twiliotest.Message) bool { return m.Body == id })
 		}
@@ -416,15 +417,15 @@ func (e *env) note(format string, args ...any) {
 func (e *env) waitFor(what string, timeout time.Duration, cond func(counts) bool) bool {
 	e.t.Helper()
 	var c counts
-	ok := poll(timeout, 50*time.Millisecond, func() bool {
+	ok := proctest.Poll(timeout, 50*time.Millisecond, func() bool {
 		c = e.refresh()
 		return cond(c)
 	})
 	if !ok {
 		e.t.Errorf("waiting for %s: not within %v (%+v)", what, timeout, c)
 	}
-	if crashed, err := e.gw.crashed(); crashed {
-		e.t.Errorf("xmppgw exited by itself (%v):\n%s", err, e.gw.logTail(40))
+	if crashed, err := e.gw.Crashed(); crashed {
+		e.t.Errorf("xmppgw exited by itself (%v):\n%s", err, e.gw.LogTail(40))
 	}
 	return ok
 }
@@ -474,7 +475,7 @@ type row struct {
 func (e *env) account() [2]row {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	tap := e.tap.snapshot()
+	tap := e.tap.Snapshot()
 	copies := e.twilioCopies()
 
 	// Outbound.
@@ -484,7 +485,7 @@ func (e *env) account() [2]row {
 	lastThrough := make([]int, len(tap)) // per tap connection: last position that got through
 	for ci, c := range tap {
 		lastThrough[ci] = -1
-		for at, id := range c.toComp {
+		for at, id := range c.ToComp {
 			k := number(id, "o-")
 			if k == 0 || k > e.n {
 				continue
@@ -534,7 +535,7 @@ func (e *env) account() [2]row {
 		default:
 			p, seen := onTap[k]
 			switch {
-			case seen && tap[p.conn].ended && tap[p.conn].abrupt && p.at > lastThrough[p.conn]:
+			case seen && tap[p.conn].Ended && tap[p.conn].Abrupt && p.at > lastThrough[p.conn]:
 				out.window++
 				out.compWindow++
 				out.windowIDs = append(out.windowIDs, k)
@@ -555,7 +556,7 @@ func (e *env) account() [2]row {
 	lastRecv := make([]int, len(tap))
 	for ci, c := range tap {
 		lastRecv[ci] = -1
-		for at, body := range c.toServer {
+		for at, body := range c.ToServer {
 			if k := number(body, "i-"); k > 0 && k <= e.n && e.inRecv[k] > 0 {
 				lastRecv[ci] = at
 			}
@@ -564,16 +565,16 @@ func (e *env) account() [2]row {
 	inWindow := map[int]bool{}
 	onTapIn := map[int]bool{}
 	for _, c := range tap {
-		for _, body := range slices.Concat(c.toServer, c.toServerAfterClose) {
+		for _, body := range slices.Concat(c.ToServer, c.ToServerAfterClose) {
 			onTapIn[number(body, "i-")] = true
 		}
 	}
 	for ci, c := range tap {
-		if !c.ended || !c.abrupt {
+		if !c.Ended || !c.Abrupt {
 			continue
 		}
 		last := 0
-		for at, body := range c.toServer {
+		for at, body := range c.ToServer {
 			k := number(body, "i-")
 			if k > 0 && k <= e.n && at > lastRecv[ci] {
 				inWindow[k] = true
@@ -731,13 +732,13 @@ func (e *env) duplicatesLocked() string {
 // trace tells where the tap saw a message: "conn#2[ended] pos 17/40".
 func (e *env) trace(prefix string, k int) string {
 	var where []string
-	for ci, c := range e.tap.snapshot() {
-		list, after, want := c.toComp, c.toCompAfterClose, outID(k)
+	for ci, c := range e.tap.Snapshot() {
+		list, after, want := c.ToComp, c.ToCompAfterClose, outID(k)
 		if prefix == "i-" {
-			list, after, want = c.toServer, c.toServerAfterClose, inBody(k)
+			list, after, want = c.ToServer, c.ToServerAfterClose, inBody(k)
 		}
 		state := "open"
-		if c.ended {
+		if c.Ended {
 			state = "ended"
 		}
 		for at, x := range list {

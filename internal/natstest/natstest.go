@@ -3,15 +3,15 @@
 // directory, routes between all of them. Nodes can be killed (kill -9),
 // stopped and started again on the same store and ports.
 //
-//	bin, err := natstest.Build(dir)               // once, in TestMain
+//	_, bin, err := proctest.Build(dir)            // once, in TestMain
 //	c := natstest.StartCluster(t, bin, 3)         // ready: JetStream has a meta leader
 //	b, err := bus.Open(ctx, bus.Options{URL: c.URL(), Replicas: 3})
 //	c.MoveLeader(t, "XMPPGW_IN", c.Nodes[0].Name) // leaders where the test wants them
 //	c.Nodes[0].Kill()                             // then c.Nodes[0].Start(t)
 //
-// The binary is built from the nats-server module this repository
-// requires, so the cluster runs the version the embedded bus runs. Proc, the
-// child-process handling, serves the tests' other processes as well.
+// The binary is built (proctest.Build) from the nats-server module this
+// repository requires, so the cluster runs the version the embedded bus
+// runs. Each node is a proctest.Proc.
 package natstest
 
 import (
@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -28,18 +27,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-)
 
-// Build compiles nats-server into dir and returns its path.
-func Build(dir string) (string, error) {
-	bin := filepath.Join(dir, "nats-server")
-	cmd := exec.Command("go", "build", "-o", bin, "github.com/nats-io/nats-server/v2")
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("building nats-server: %w", err)
-	}
-	return bin, nil
-}
+	"github.com/xmppgw/xmppgw/internal/proctest"
+)
 
 // Cluster is a running set of nodes with routes to each other.
 type Cluster struct {
@@ -49,7 +39,7 @@ type Cluster struct {
 
 // Node is one nats-server of a cluster.
 type Node struct {
-	*Proc
+	*proctest.Proc
 	Name        string // server_name: n1, n2, …
 	ClientAddr  string // host:port for clients
 	ClusterAddr string // host:port for routes
@@ -66,7 +56,7 @@ func StartCluster(t testing.TB, binary string, size int) *Cluster {
 	c := &Cluster{Name: "xmppgw-test"}
 	base := t.TempDir()
 	for i := range size {
-		n := &Node{Name: fmt.Sprintf("n%d", i+1), ClientAddr: freeAddr(t), ClusterAddr: freeAddr(t)}
+		n := &Node{Name: fmt.Sprintf("n%d", i+1), ClientAddr: proctest.FreeAddr(t), ClusterAddr: proctest.FreeAddr(t)}
 		n.Dir = filepath.Join(base, n.Name)
 		if err := os.MkdirAll(n.Dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -78,7 +68,7 @@ func StartCluster(t testing.TB, binary string, size int) *Cluster {
 		if err := os.WriteFile(conf, []byte(c.config(n)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		n.Proc = NewProc(t, "nats-server "+n.Name, filepath.Join(n.Dir, "nats-server.log"), binary, "-c", conf)
+		n.Proc = proctest.NewProc(t, "nats-server "+n.Name, filepath.Join(n.Dir, "nats-server.log"), binary, "-c", conf)
 		if err := n.Proc.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -293,14 +283,4 @@ func poll(timeout time.Duration, cond func() bool) bool {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

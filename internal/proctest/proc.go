@@ -1,4 +1,4 @@
-package natstest
+package proctest
 
 import (
 	"bufio"
@@ -15,12 +15,14 @@ import (
 // Proc is a child process that can be killed and started again with the
 // same command line; its output goes to one log file across restarts. It
 // dies with the test binary (Pdeathsig) and is stopped (SIGTERM, then
-// SIGKILL) when the test ends. Not only for nats-server: the cluster tests
-// run the xmppgw processes with it too.
+// SIGKILL) when the test ends.
 type Proc struct {
 	Name    string
 	Args    []string
 	LogPath string
+	// LogLabel goes into the line each start writes to the log:
+	// "=== <LogLabel>start #N at <time> ===".
+	LogLabel string
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -54,7 +56,7 @@ func (p *Proc) Start() error {
 	}
 	defer f.Close()
 	p.starts++
-	fmt.Fprintf(f, "=== start #%d at %s ===\n", p.starts, time.Now().Format(time.RFC3339Nano))
+	fmt.Fprintf(f, "=== %sstart #%d at %s ===\n", p.LogLabel, p.starts, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.Args[0], p.Args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}

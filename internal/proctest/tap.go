@@ -1,6 +1,4 @@
-//go:build faults
-
-package faults_test
+package proctest
 
 import (
 	"encoding/xml"
@@ -12,7 +10,7 @@ import (
 	"time"
 )
 
-// componentTap is a TCP relay between the gateway and Prosody's component
+// Tap is a TCP relay between the gateway and Prosody's component
 // port that records what crosses each XEP-0114 connection. XEP-0114 has no
 // acknowledgements: a stanza Prosody wrote to the socket of a process that
 // then died is gone, and neither side knows. The tap makes that window
@@ -26,43 +24,46 @@ import (
 // fast as it would without the tap. After the gateway died, what Prosody
 // still writes is read and recorded (it is what Prosody wrote into a dead
 // socket) until Prosody closes.
-type componentTap struct {
+type Tap struct {
 	ln     net.Listener
 	target string
 	wg     sync.WaitGroup
 
 	mu    sync.Mutex
-	conns []*tapConn
-	open  map[*tapConn][2]net.Conn
+	conns []*TapConn
+	open  map[*TapConn][2]net.Conn
 }
 
-// tapConn is what one connection carried.
-type tapConn struct {
-	ended    bool     // both directions finished: the stream is gone
-	abrupt   bool     // open when a fault that cuts streams was injected
-	toComp   []string // message ids Prosody wrote to the component, in order
-	toServer []string // message bodies the component wrote to Prosody, in order
+// TapConn is what one connection carried.
+type TapConn struct {
+	Ended    bool     // both directions finished: the stream is gone
+	Abrupt   bool     // open when a fault that cuts streams was injected
+	ToComp   []string // message ids Prosody wrote to the component, in order
+	ToServer []string // message bodies the component wrote to Prosody, in order
 	// Messages written after the writer's own </stream:stream>: no server
 	// reads them, whatever TCP does.
-	toCompAfterClose, toServerAfterClose []string
+	ToCompAfterClose, ToServerAfterClose []string
 }
 
-func startTap(t *testing.T, target string) *componentTap {
+// StartTap listens on a free loopback port and relays each connection to
+// target; it stops (closing every connection) when the test ends.
+func StartTap(t testing.TB, target string) *Tap {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &componentTap{ln: ln, target: target, open: map[*tapConn][2]net.Conn{}}
+	p := &Tap{ln: ln, target: target, open: map[*TapConn][2]net.Conn{}}
 	p.wg.Add(1)
 	go p.accept()
 	t.Cleanup(p.close)
 	return p
 }
 
-func (p *componentTap) addr() string { return p.ln.Addr().String() }
+// Addr is where the gateway connects instead of target.
+func (p *Tap) Addr() string { return p.ln.Addr().String() }
 
-func (p *componentTap) accept() {
+func (p *Tap) accept() {
 	defer p.wg.Done()
 	for {
 		c, err := p.ln.Accept()
@@ -74,7 +75,7 @@ func (p *componentTap) accept() {
 	}
 }
 
-func (p *componentTap) close() {
+func (p *Tap) close() {
 	p.ln.Close()
 	p.mu.Lock()
 	for _, cs := range p.open {
@@ -85,14 +86,14 @@ func (p *componentTap) close() {
 	p.wg.Wait()
 }
 
-func (p *componentTap) serve(gc net.Conn) {
+func (p *Tap) serve(gc net.Conn) {
 	defer p.wg.Done()
 	pc, err := net.DialTimeout("tcp", p.target, 5*time.Second)
 	if err != nil {
 		gc.Close() // Prosody is down: the gateway sees a refused stream
 		return
 	}
-	tc := &tapConn{}
+	tc := &TapConn{}
 	p.mu.Lock()
 	p.conns = append(p.conns, tc)
 	p.open[tc] = [2]net.Conn{gc, pc}
@@ -105,9 +106,9 @@ func (p *componentTap) serve(gc net.Conn) {
 		p.relay(pc, gc, false, func(id, _ string, afterClose bool) {
 			p.mu.Lock()
 			if afterClose {
-				tc.toCompAfterClose = append(tc.toCompAfterClose, id)
+				tc.ToCompAfterClose = append(tc.ToCompAfterClose, id)
 			} else {
-				tc.toComp = append(tc.toComp, id)
+				tc.ToComp = append(tc.ToComp, id)
 			}
 			p.mu.Unlock()
 		})
@@ -123,9 +124,9 @@ func (p *componentTap) serve(gc net.Conn) {
 		p.relay(gc, pc, true, func(_, body string, afterClose bool) {
 			p.mu.Lock()
 			if afterClose {
-				tc.toServerAfterClose = append(tc.toServerAfterClose, body)
+				tc.ToServerAfterClose = append(tc.ToServerAfterClose, body)
 			} else {
-				tc.toServer = append(tc.toServer, body)
+				tc.ToServer = append(tc.ToServer, body)
 			}
 			p.mu.Unlock()
 		})
@@ -138,14 +139,14 @@ func (p *componentTap) serve(gc net.Conn) {
 	gc.Close()
 	pc.Close()
 	p.mu.Lock()
-	tc.ended = true
+	tc.Ended = true
 	delete(p.open, tc)
 	p.mu.Unlock()
 }
 
 // relay copies src to dst and feeds the bytes to a stanza parser. When dst
 // fails, it keeps reading src (and recording) until src ends.
-func (p *componentTap) relay(src, dst net.Conn, bodies bool, record func(id, body string, afterClose bool)) {
+func (p *Tap) relay(src, dst net.Conn, bodies bool, record func(id, body string, afterClose bool)) {
 	pr, pw := io.Pipe()
 	parsed := make(chan struct{})
 	go func() {
@@ -235,35 +236,37 @@ func attr(se xml.StartElement, name string) string {
 	return ""
 }
 
-// tapSnapshot is a copy of what every connection carried.
-type tapSnapshot []tapConn
+// TapSnapshot is a copy of what every connection carried.
+type TapSnapshot []TapConn
 
-func (p *componentTap) snapshot() tapSnapshot {
+// Snapshot copies what every connection carried so far, in the order the
+// connections were accepted.
+func (p *Tap) Snapshot() TapSnapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(tapSnapshot, len(p.conns))
+	out := make(TapSnapshot, len(p.conns))
 	for i, c := range p.conns {
-		out[i] = tapConn{
-			ended:              c.ended,
-			abrupt:             c.abrupt,
-			toComp:             slices.Clone(c.toComp),
-			toServer:           slices.Clone(c.toServer),
-			toCompAfterClose:   slices.Clone(c.toCompAfterClose),
-			toServerAfterClose: slices.Clone(c.toServerAfterClose),
+		out[i] = TapConn{
+			Ended:              c.Ended,
+			Abrupt:             c.Abrupt,
+			ToComp:             slices.Clone(c.ToComp),
+			ToServer:           slices.Clone(c.ToServer),
+			ToCompAfterClose:   slices.Clone(c.ToCompAfterClose),
+			ToServerAfterClose: slices.Clone(c.ToServerAfterClose),
 		}
 	}
 	return out
 }
 
-// markAbrupt records that the connections open now are about to be cut by a
+// MarkAbrupt records that the connections open now are about to be cut by a
 // fault (a killed process, a restarted server): only those are granted the
 // socket window. A stream that ends in an orderly way has no excuse.
-func (p *componentTap) markAbrupt() {
+func (p *Tap) MarkAbrupt() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.conns {
-		if !c.ended {
-			c.abrupt = true
+		if !c.Ended {
+			c.Abrupt = true
 		}
 	}
 }

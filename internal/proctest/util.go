@@ -1,0 +1,83 @@
+package proctest
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Poll calls cond every interval until it is true or timeout passes; it
+// reports whether cond became true (asking once more at the deadline).
+func Poll(timeout, interval time.Duration, cond func() bool) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if cond() {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return cond()
+		case <-tick.C:
+		}
+	}
+}
+
+// FreeAddr returns a loopback address with a port free at the time.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+var digits = regexp.MustCompile(`[0-9]+`)
+
+// FoldLog shows each distinct log line once (timestamp aside) with its
+// first time and how often it came, at most max of them.
+func FoldLog(lines []string, max int) string {
+	type seen struct {
+		first string
+		n     int
+	}
+	var order []string
+	by := map[string]*seen{}
+	for _, l := range lines {
+		key := l
+		if strings.HasPrefix(l, "time=") {
+			if _, rest, ok := strings.Cut(l, " "); ok {
+				key = rest
+			}
+		}
+		// Lines that differ only in numbers (ids, times) are one line.
+		key = digits.ReplaceAllString(key, "#")
+		if s, ok := by[key]; ok {
+			s.n++
+			continue
+		}
+		by[key] = &seen{first: l, n: 1}
+		order = append(order, key)
+	}
+	var b strings.Builder
+	for i, k := range order {
+		if i == max {
+			fmt.Fprintf(&b, "… %d more distinct lines\n", len(order)-max)
+			break
+		}
+		if n := by[k].n; n > 1 {
+			fmt.Fprintf(&b, "%s  [×%d]\n", by[k].first, n)
+		} else {
+			b.WriteString(by[k].first + "\n")
+		}
+	}
+	return b.String()
+}
