@@ -57,7 +57,11 @@ type Outbound struct {
 	Media   []Media
 	Thread  string
 	Receipt bool // the sender asked for a delivery receipt
-	Attempt int  // 1 on the first try
+	Attempt int  // 1 on the first try (as the bus counts; a disk fault can reset it)
+	// Key identifies this message on the bus: the same on every delivery of
+	// it, different for a client's later resend of the same stanza id. Use
+	// it to recognise an earlier attempt of the same message.
+	Key string
 	// Groupchat: the message is to the room To (Rooms adapters only).
 	Groupchat bool
 	// Subject, when set on a groupchat message, changes the room's subject.

@@ -363,6 +363,7 @@ func (r *Runner) outbound(e *bus.Envelope, attempt int) (Outbound, error) {
 		Thread:    e.Message.Thread,
 		Receipt:   e.Message.Receipt,
 		Attempt:   attempt,
+		Key:       e.ID,
 		Groupchat: e.Message.Type == bus.TypeGroupchat,
 		Subject:   e.Message.Subject,
 	}

@@ -45,17 +45,26 @@ const settleMargin = 2 * time.Second
 // maxLookup bounds how many messages one lookup reads at Twilio.
 const maxLookup = 20000
 
+// attemptKey names the attempt record of m: by its bus key, so that a
+// client reusing a stanza id later (some count from 1 each session) is not
+// taken for a redelivery; by sender and stanza id when there is none.
 func (a *Adapter) attemptKey(m gateways.Outbound) string {
-	sum := sha256.Sum256([]byte(m.From + "\x00" + m.ID))
+	id := m.From + "\x00" + m.ID
+	if m.Key != "" {
+		id = "key\x00" + m.Key
+	}
+	sum := sha256.Sum256([]byte(id))
 	return ID + "." + a.name + ".att." + hex.EncodeToString(sum[:16])
 }
 
 // alreadySent reports whether an earlier attempt of m reached Twilio, and
-// records its SID if so. Only redeliveries (Attempt > 1) can have one.
+// records its SID if so. The record is consulted on every attempt, not only
+// when the bus counts a redelivery: a disk fault can lose the consumer's
+// state (its acknowledgements and delivery counts) while the attempt record,
+// written before the call, survived — the message then comes back as a
+// "first" delivery although Twilio already has it. A missing record costs
+// one KV read.
 func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, body string) (bool, error) {
-	if m.Attempt <= 1 {
-		return false, nil
-	}
 	e, err := a.msgs.Get(ctx, a.attemptKey(m))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return false, nil
