@@ -89,6 +89,11 @@ type Component struct {
 
 	quotas *quotas // nil: unlimited
 
+	// written remembers the envelopes most recently written to the XMPP
+	// stream: one redelivered because its acknowledgement was lost (a NATS
+	// node died before replicating it) is acknowledged, not written twice.
+	written *recentIDs
+
 	mu      sync.Mutex
 	up      bool
 	reason  string
@@ -127,6 +132,7 @@ func New(o Options) (*Component, error) {
 		admins:  map[string]bool{},
 		reason:  "component stream not connected yet",
 		quotas:  newQuotas(o.QuotaMessages, o.QuotaPer),
+		written: newRecentIDs(recentWritten),
 	}
 	for _, a := range o.AllowedDomains {
 		c.allowed[strings.ToLower(a)] = true

@@ -532,12 +532,14 @@ func (tr *traffic) finish(scenario string, notes ...string) rows {
 // inboundRedeliveryPending: the component acknowledges an inbound envelope
 // after writing it to the XMPP stream. When the NATS node leading the
 // component's consumer dies with that acknowledgement not yet replicated,
-// the new leader delivers the envelope again and the user gets it twice,
-// with the same stanza id (clients that deduplicate by id show it once).
-// The fix — the component remembering the envelopes it wrote and
-// acknowledging a repeat without writing it — is not done yet; until then
-// such duplicates are reported, not failed. Duplicates with new stanza ids
-// always fail.
+// the new leader delivers the envelope again. The component now remembers
+// the envelopes it wrote (component.recentIDs) and acknowledges such a
+// repeat without writing it, so this no longer duplicates while the same
+// component process runs. A standby taking over after kill -9 does not
+// have that memory: an envelope the dead process wrote but had not
+// acknowledged is written again, with the same stanza id (clients that
+// deduplicate by id show it once). Such duplicates are reported, not failed;
+// duplicates with new stanza ids always fail.
 const inboundRedeliveryPending = true
 
 // sameIDs reports whether every repeated inbound message came with the
