@@ -19,32 +19,16 @@ import (
 	"time"
 
 	"github.com/xmppo/go-xmpp"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
-
-// syncBuffer collects a process' output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // proc is a gateway process under test: xmppgw or the baseline.
 type proc struct {
 	t       *testing.T
 	name    string
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *proctest.SyncBuffer
 	httpURL string
 	started time.Time
 	exited  chan struct{}
@@ -55,7 +39,7 @@ type proc struct {
 // webhooks. It is stopped (SIGTERM) when the test ends.
 func startProc(t *testing.T, name, httpAddr, bin string, env []string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, name: name, log: &syncBuffer{}, httpURL: "http://" + httpAddr, exited: make(chan struct{})}
+	p := &proc{t: t, name: name, log: &proctest.SyncBuffer{}, httpURL: "http://" + httpAddr, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -220,7 +221,7 @@ func benchRegistrations(b *testing.B, n int) {
 	// No static numbers: alice's registration is one of the n in the bucket.
 	cfg := twilioConfig(srv.ComponentAddr(), tw.URL, "localhost")
 	cfg = strings.Replace(cfg, fmt.Sprintf("      numbers:\n        \"%s\": alice@localhost\n", aliceNum), "", 1)
-	g := startGatewayIn(b, dir, freeAddr(b), cfg)
+	g := startGatewayIn(b, dir, proctest.FreeAddr(b), cfg)
 	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, 2*time.Minute)
 	rss := rssMB(b, g.cmd.Process.Pid)
 	alice := xmpptest.Login(b, srv, "alice", "password")

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -94,7 +95,7 @@ func installExample(t *testing.T, dir string) {
 // group so that nothing it starts outlives the test.
 type nodeWorker struct {
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *proctest.SyncBuffer
 	exited  chan struct{}
 	exitErr error
 }
@@ -102,7 +103,7 @@ type nodeWorker struct {
 func startNodeWorker(t *testing.T, dir string, env ...string) *nodeWorker {
 	t.Helper()
 	node := lookTool(t, "node")
-	w := &nodeWorker{log: &syncBuffer{}, exited: make(chan struct{})}
+	w := &nodeWorker{log: &proctest.SyncBuffer{}, exited: make(chan struct{})}
 	w.cmd = exec.Command(node, "index.js")
 	w.cmd.Dir = dir
 	w.cmd.Env = append(os.Environ(), env...)
@@ -173,7 +174,7 @@ func TestExternalAdapterNode(t *testing.T) {
 	installExample(t, dir)
 
 	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{extDomain: "secret"}})
-	natsAddr := freeAddr(t)
+	natsAddr := proctest.FreeAddr(t)
 	g := startGateway(t, externalConfig(srv.ComponentAddr(), natsAddr))
 
 	// The component is up, but nobody consumes the adapter's subject.

@@ -1,21 +1,19 @@
 package e2e_test
 
 import (
-	"bytes"
-	"context"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // binary is the xmppgw executable built once for the whole package.
@@ -47,29 +45,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer collects a process' output while tests read it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // gw is a running xmppgw process.
 type gw struct {
 	t       testing.TB
 	cmd     *exec.Cmd
-	log     *syncBuffer
+	log     *proctest.SyncBuffer
 	httpURL string
 	exited  chan struct{}
 	exitErr error
@@ -80,7 +60,7 @@ type gw struct {
 // that address.
 func startGateway(t testing.TB, config string, env ...string) *gw {
 	t.Helper()
-	return startGatewayIn(t, t.TempDir(), freeAddr(t), config, env...)
+	return startGatewayIn(t, t.TempDir(), proctest.FreeAddr(t), config, env...)
 }
 
 // startGatewayIn runs the gateway with its data (%DATA%) in dir and HTTP on
@@ -93,7 +73,7 @@ func startGatewayIn(t testing.TB, dir, httpAddr, config string, env ...string) *
 	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	g := &gw{t: t, log: &syncBuffer{}, httpURL: "http://" + httpAddr, exited: make(chan struct{})}
+	g := &gw{t: t, log: &proctest.SyncBuffer{}, httpURL: "http://" + httpAddr, exited: make(chan struct{})}
 	g.cmd = exec.Command(binary, "run", "-c", file)
 	g.cmd.Env = append(os.Environ(), env...)
 	g.cmd.Stdout = g.log
@@ -187,30 +167,7 @@ func (g *gw) waitLog(s string, timeout time.Duration) {
 
 // poll calls cond every 20 ms until it is true or timeout passes.
 func poll(timeout time.Duration, cond func() bool) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if cond() {
-			return true
-		}
-		select {
-		case <-ctx.Done():
-			return cond()
-		case <-tick.C:
-		}
-	}
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	return proctest.Poll(timeout, 20*time.Millisecond, cond)
 }
 
 // sandboxConfig is the contract config, pointed at server.

@@ -81,6 +81,16 @@ func (e *ircEnv) waitBody(t *testing.T, from, typ, body string) xmpptest.Stanza 
 	})
 }
 
+// ircOnline asks the server (ISON, between polls) until nick is connected
+// or timeout passes.
+func ircOnline(t *testing.T, c *irctest.Client, nick string, timeout time.Duration) bool {
+	return poll(timeout, func() bool {
+		c.Send(t, "ISON "+nick)
+		l := c.Wait(t, ircWait, func(l irctest.Line) bool { return l.Command == "303" })
+		return strings.Contains(l.Text(), nick)
+	})
+}
+
 func privmsgFrom(nick, target, text string) func(irctest.Line) bool {
 	return func(l irctest.Line) bool {
 		return l.Command == "PRIVMSG" && l.Nick() == nick && l.Param(0) == target && l.Text() == text
@@ -103,17 +113,8 @@ func TestIRCPrivateMessages(t *testing.T) {
 	e.register(t, "alicex")
 	// IRC → XMPP works right after registering, before alice sent anything:
 	// her connection is up once the gateway says so.
-	deadline := time.Now().Add(ircWait)
-	for {
-		bob.Send(t, "ISON alicex")
-		l := bob.Wait(t, ircWait, func(l irctest.Line) bool { return l.Command == "303" })
-		if strings.Contains(l.Text(), "alicex") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("alicex did not come online on IRC after registering")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !ircOnline(t, bob, "alicex", ircWait) {
+		t.Fatal("alicex did not come online on IRC after registering")
 	}
 	bob.Privmsg(t, "alicex", "hi alice, from IRC")
 	e.waitBody(t, "bob@"+ircDomain, "chat", "hi alice, from IRC")
@@ -260,17 +261,8 @@ func TestIRCServerRestart(t *testing.T) {
 			strings.Contains(strings.ToLower(s.Body), "connect")
 	})
 	bob2 := e.irc.Dial(t, "bob2")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		bob2.Send(t, "ISON alicex")
-		l := bob2.Wait(t, ircWait, func(l irctest.Line) bool { return l.Command == "303" })
-		if strings.Contains(l.Text(), "alicex") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("alicex did not reconnect within 30 s of the IRC server's restart")
-		}
-		time.Sleep(100 * time.Millisecond)
+	if !ircOnline(t, bob2, "alicex", 30*time.Second) {
+		t.Fatal("alicex did not reconnect within 30 s of the IRC server's restart")
 	}
 	// Rejoined: a channel message from IRC reaches alice again.
 	bob2.Join(t, "#xmpp")

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -108,7 +109,7 @@ func TestSecretsNeverLogged(t *testing.T) {
 	})
 	tw := twiliotest.Start(t, accountSID, leakToken)
 	dir := t.TempDir()
-	g := startGatewayIn(t, dir, freeAddr(t), secretsConfig(srv.ComponentAddr(), tw.URL, true))
+	g := startGatewayIn(t, dir, proctest.FreeAddr(t), secretsConfig(srv.ComponentAddr(), tw.URL, true))
 	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
 	alice := xmpptest.Login(t, srv, "alice", "password")
 	bob := xmpptest.Login(t, srv, "bob", "password")
@@ -308,7 +309,7 @@ func TestNoListenerUnlessAsked(t *testing.T) {
 	t.Parallel()
 	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{domain: "secret"}})
 	base := sandboxConfig(srv.ComponentAddr(), domain, "secret")
-	busAddr := freeAddr(t)
+	busAddr := proctest.FreeAddr(t)
 	noHTTP := strings.Replace(base, "http:\n  listen: %HTTP%\n  public_url: http://%HTTP%\n", "", 1)
 	if noHTTP == base {
 		t.Fatal("sandboxConfig has no http block to remove")
@@ -325,7 +326,7 @@ func TestNoListenerUnlessAsked(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			httpAddr := freeAddr(t)
+			httpAddr := proctest.FreeAddr(t)
 			g := startGatewayIn(t, t.TempDir(), httpAddr, tt.config)
 			if tt.http {
 				g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -407,7 +408,7 @@ func TestTwilioStateSurvivesRestart(t *testing.T) {
 	t.Parallel()
 	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{smsDomain: "secret"}})
 	tw := twiliotest.Start(t, accountSID, authToken)
-	dir, addr := t.TempDir(), freeAddr(t)
+	dir, addr := t.TempDir(), proctest.FreeAddr(t)
 	cfg := twilioConfig(srv.ComponentAddr(), tw.URL, "localhost")
 	g := startGatewayIn(t, dir, addr, cfg)
 	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
