@@ -2,7 +2,6 @@ package gateways_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -150,13 +149,7 @@ func TestHostOccupantAndNotice(t *testing.T) {
 	a := &roomAdapter{}
 	b := openBus(t)
 	h := startRunnerOn(t, b, &a.scriptAdapter, func(o *gateways.RunnerOptions) { o.Info.Capabilities.Rooms = true })
-	var host gateways.Host
-	checkFor(t, 5*time.Second, func() error {
-		if host = a.Host(); host == nil {
-			return errors.New("adapter not started")
-		}
-		return nil
-	})
+	host := startedHost(t, &a.scriptAdapter)
 	ctx := t.Context()
 	occ := gateways.Occupant{User: sender, Room: "#go", Nick: "bob", Left: true, NewNick: "bobby", Role: "moderator", Status: "renamed"}
 	if err := host.Occupant(ctx, occ); err != nil {

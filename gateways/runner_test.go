@@ -313,6 +313,20 @@ func (h *harness) counter(dir, result string) float64 {
 	return 0
 }
 
+// startedHost waits until the runner has started a and returns the host
+// it was given.
+func startedHost(t *testing.T, a *scriptAdapter) gateways.Host {
+	t.Helper()
+	var host gateways.Host
+	checkFor(t, 5*time.Second, func() error {
+		if host = a.Host(); host == nil {
+			return errors.New("adapter not started")
+		}
+		return nil
+	})
+	return host
+}
+
 func waitCalls(t *testing.T, a *scriptAdapter, n int) []gateways.Outbound {
 	t.Helper()
 	checkFor(t, 10*time.Second, func() error {
@@ -794,13 +808,7 @@ func TestHostDeliver(t *testing.T) {
 	t.Parallel()
 	a := &scriptAdapter{}
 	h := startRunner(t, a, nil)
-	var host gateways.Host
-	checkFor(t, 5*time.Second, func() error {
-		if host = a.Host(); host == nil {
-			return errors.New("adapter not started")
-		}
-		return nil
-	})
+	host := startedHost(t, a)
 	ctx := t.Context()
 
 	in := gateways.Inbound{
@@ -856,13 +864,7 @@ func TestHostReport(t *testing.T) {
 	t.Parallel()
 	a := &scriptAdapter{}
 	h := startRunner(t, a, nil)
-	var host gateways.Host
-	checkFor(t, 5*time.Second, func() error {
-		if host = a.Host(); host == nil {
-			return errors.New("adapter not started")
-		}
-		return nil
-	})
+	host := startedHost(t, a)
 	ctx := t.Context()
 
 	sent := gateways.Status{Ref: "m1", User: sender, Contact: contact, State: bus.StateSent}
@@ -1006,13 +1008,7 @@ func TestRunnerInboundOnly(t *testing.T) {
 	a := &scriptAdapter{}
 	h := startRunner(t, a, func(o *gateways.RunnerOptions) { o.InboundOnly = true })
 	h.publish(sender, contact, &bus.Message{ID: "m1", Body: "for a worker"})
-	var host gateways.Host
-	checkFor(t, 5*time.Second, func() error {
-		if host = a.Host(); host == nil {
-			return errors.New("adapter not started")
-		}
-		return nil
-	})
+	host := startedHost(t, a)
 	if err := host.Deliver(t.Context(), gateways.Inbound{ProviderID: "SM1", From: contact, To: "alice@localhost", Body: "hi"}); err != nil {
 		t.Fatalf("Deliver: %v", err)
 	}
