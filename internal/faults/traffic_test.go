@@ -466,6 +466,7 @@ type row struct {
 	retries, outOfOrder                                  int
 	lostIDs, windowIDs                                   []int
 	reportedButDelivered, notSent, c2sWindow, compWindow int
+	srvWindow                                            int // outbound: queued in the XMPP server for a stream that died
 	inFlight                                             int // inbound window: written while the connection closed, unseen
 }
 
@@ -497,6 +498,41 @@ func (e *env) account() [2]row {
 				lastThrough[ci] = at
 			}
 		}
+	}
+	// Per abruptly ended component connection: the span of message
+	// numbers after the last one it carried and before the first one the
+	// next connection carried. Alice sends in number order, so a message in
+	// that span that was never written to the gateway, and never bounced,
+	// was taken by the XMPP server for a stream that died (XEP-0114 has no
+	// acknowledgement: Prosody drops what it queued for a dead component).
+	type span struct{ after, before int }
+	var serverHeld []span
+	for ci, c := range tap {
+		if !c.Ended || !c.Abrupt {
+			continue
+		}
+		sp := span{after: 0, before: e.n + 1}
+		for _, id := range c.ToComp {
+			if k := number(id, "o-"); k > sp.after && k <= e.n {
+				sp.after = k
+			}
+		}
+		if ci+1 < len(tap) {
+			for _, id := range tap[ci+1].ToComp {
+				if k := number(id, "o-"); k > 0 && k < sp.before {
+					sp.before = k
+				}
+			}
+		}
+		serverHeld = append(serverHeld, sp)
+	}
+	heldByServer := func(k int) bool {
+		for _, sp := range serverHeld {
+			if k > sp.after && k < sp.before {
+				return true
+			}
+		}
+		return false
 	}
 	// Per alice session: the last message written on it that reached
 	// Prosody (the component saw it, or someone answered it).
@@ -542,6 +578,10 @@ func (e *env) account() [2]row {
 			case !seen && e.sessionEnded(e.outOn[k]) && k > lastReached[e.outOn[k]]:
 				out.window++
 				out.c2sWindow++
+				out.windowIDs = append(out.windowIDs, k)
+			case !seen && heldByServer(k):
+				out.window++
+				out.srvWindow++
 				out.windowIDs = append(out.windowIDs, k)
 			default:
 				out.lost++
@@ -665,7 +705,7 @@ func (e *env) describe(r [2]row) string {
 		fmt.Fprintf(&b, "%d outbound never written by alice; ", n)
 	}
 	if r[0].window > 0 {
-		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d on alice's c2s socket %v; ", r[0].compWindow, r[0].c2sWindow, short(r[0].windowIDs))
+		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d queued in Prosody for the dead stream, %d on alice's c2s socket %v; ", r[0].compWindow, r[0].srvWindow, r[0].c2sWindow, short(r[0].windowIDs))
 	}
 	if r[1].window > 0 {
 		fmt.Fprintf(&b, "inbound window %v (%d of them in the write when the connection closed); ", short(r[1].windowIDs), r[1].inFlight)
