@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -92,6 +94,11 @@ type Bus struct {
 	// the store watcher's view. A disk fault breaks each stream's store
 	// separately, so one stream can keep failing while another recovers.
 	failingSubjects map[string]time.Time
+	// Streams of the embedded store that hit a write error. nats-server
+	// keeps such an error until it restarts: every later write to the
+	// stream fails, including the removals that acknowledgements of
+	// work-queue messages make. Cleared when the server is restarted.
+	storeFaults map[string]error
 }
 
 // ErrStoreRefusing is returned at once, without trying, while the store is
@@ -105,6 +112,10 @@ const retryInterval = 250 * time.Millisecond
 func (b *Bus) shortCircuit() error {
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
+	if len(b.storeFaults) > 0 {
+		// Only a restart of the server clears it: no use trying.
+		return fmt.Errorf("%w since %s: %v", ErrStoreRefusing, b.failingSince.UTC().Format(time.RFC3339), b.storeFaultLocked())
+	}
 	if b.failingSince.IsZero() || time.Since(b.lastTry) >= retryInterval {
 		b.lastTry = time.Now()
 		return nil
@@ -146,6 +157,67 @@ func (b *Bus) recordPublish(subject string, err error) {
 		b.log.Error("the bus refuses to store messages; senders are told to retry later", "err", err)
 	default:
 		b.lastFailure = err
+	}
+}
+
+// StoreFault returns the write error the embedded store reports, or nil.
+// While it is not nil nothing can be recorded durably — not even an
+// acknowledgement: a message delivered now would come back after the
+// store is repaired. It is nil for external NATS, whose servers keep their
+// own health.
+func (b *Bus) StoreFault() error {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	return b.storeFaultLocked()
+}
+
+func (b *Bus) storeFaultLocked() error {
+	if len(b.storeFaults) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(b.storeFaults))
+	return fmt.Errorf("stream %s: %w", names[0], b.storeFaults[names[0]])
+}
+
+// InjectStoreFault makes the bus act as if its embedded store had
+// reported a write error on stream: for tests and drills of what holds
+// back while the disk is broken. As with a real fault, the store watcher
+// restarts the embedded server once the fault is stuckAfter old and the
+// data directory takes writes, which clears it. No effect with external
+// NATS.
+func (b *Bus) InjectStoreFault(stream string, err error) {
+	if b.emb != nil {
+		b.markStoreFault(stream, err)
+	}
+}
+
+// markStoreFault records a write error of the embedded store (from its log
+// as it happens, or from its health report): publishes are refused at once,
+// without waiting for one to time out, and the store watcher restarts the
+// server once the data directory takes writes again.
+func (b *Bus) markStoreFault(stream string, err error) {
+	b.healthMu.Lock()
+	defer b.healthMu.Unlock()
+	if _, ok := b.storeFaults[stream]; ok {
+		return
+	}
+	if b.storeFaults == nil {
+		b.storeFaults = map[string]error{}
+	}
+	first := len(b.storeFaults) == 0
+	b.storeFaults[stream] = err
+	now := time.Now()
+	if b.failingSubjects == nil {
+		b.failingSubjects = map[string]time.Time{}
+	}
+	if _, ok := b.failingSubjects["stream "+stream]; !ok {
+		b.failingSubjects["stream "+stream] = now
+	}
+	if b.failingSince.IsZero() {
+		b.failingSince, b.lastFailure, b.lastTry = now, err, now
+	}
+	if first {
+		b.log.Error("the message store cannot write; refusing new work and holding deliveries until it can", "stream", stream, "err", err)
 	}
 }
 
@@ -211,8 +283,9 @@ func (b *Bus) startEmbedded(o Options) error {
 		}
 	}
 	b.emb = &embedded{
-		dir: dir,
-		log: o.Logger.With("subsystem", "nats-server"),
+		dir:   dir,
+		log:   o.Logger.With("subsystem", "nats-server"),
+		fault: b.markStoreFault,
 		opts: func() *server.Options {
 			return &server.Options{
 				ServerName: "xmppgw-embedded",
@@ -251,6 +324,8 @@ type embedded struct {
 	dir  string
 	log  *slog.Logger
 	opts func() *server.Options
+	// fault hears of store write errors as the server logs them.
+	fault func(stream string, err error)
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -278,7 +353,7 @@ func (e *embedded) start() error {
 	if err != nil {
 		return fmt.Errorf("bus: embedded server: %w", err)
 	}
-	srv.SetLoggerV2(&natsLogger{l: e.log}, false, false, false)
+	srv.SetLoggerV2(&natsLogger{l: e.log, fault: e.fault}, false, false, false)
 	srv.Start()
 	e.mu.Lock()
 	e.srv = srv
@@ -324,6 +399,7 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
+		b.checkStoreHealth()
 		b.healthMu.Lock()
 		var since time.Time
 		for _, t := range b.failingSubjects {
@@ -350,7 +426,25 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		b.healthMu.Lock()
 		b.lastTry = time.Time{} // let the next publish through at once
 		clear(b.failingSubjects)
+		clear(b.storeFaults)
 		b.healthMu.Unlock()
+	}
+}
+
+// checkStoreHealth asks the embedded server for its streams' write errors:
+// the same faults its log reports as they happen, should one be worded in a
+// way storeWriteError does not know.
+func (b *Bus) checkStoreHealth() {
+	b.emb.mu.Lock()
+	srv := b.emb.srv
+	b.emb.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	for _, e := range srv.Healthz(&server.HealthzOptions{Details: true}).Errors {
+		if e.Type == server.HealthzErrorStream && e.Stream != "" && strings.Contains(e.Error, "write error") {
+			b.markStoreFault(e.Stream, errors.New(e.Error))
+		}
 	}
 }
 
@@ -551,6 +645,9 @@ func (b *Bus) Ready(ctx context.Context) error {
 	}
 	b.healthMu.Lock()
 	defer b.healthMu.Unlock()
+	if err := b.storeFaultLocked(); err != nil {
+		return fmt.Errorf("the message store cannot write: %v", err)
+	}
 	if !b.failingSince.IsZero() {
 		return fmt.Errorf("refusing to store messages since %s: %v", b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
 	}
@@ -600,15 +697,51 @@ func (b *Bus) stopServer() {
 }
 
 // natsLogger sends the embedded server's log to slog. Its notices are chatty
-// start-up detail, so they go to debug.
-type natsLogger struct{ l *slog.Logger }
+// start-up detail, so they go to debug. Store write errors are also passed
+// to fault as they happen: the server reports them no other way until its
+// health is asked for (see checkStoreHealth).
+type natsLogger struct {
+	l     *slog.Logger
+	fault func(stream string, err error)
+}
 
 func (n *natsLogger) Noticef(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Warnf(format string, v ...any)   { n.l.Warn(fmt.Sprintf(format, v...)) }
 func (n *natsLogger) Fatalf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Errorf(format string, v ...any)  { n.l.Error(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Debugf(format string, v ...any)  { n.l.Debug(fmt.Sprintf(format, v...)) }
-func (n *natsLogger) Tracef(format string, v ...any)  {}
+func (n *natsLogger) Errorf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	n.l.Error(msg)
+	if n.fault != nil {
+		if stream, ok := storeWriteError(msg); ok {
+			n.fault(stream, errors.New(msg))
+		}
+	}
+}
+
+func (n *natsLogger) Debugf(format string, v ...any) { n.l.Debug(fmt.Sprintf(format, v...)) }
+func (n *natsLogger) Tracef(format string, v ...any) {}
+
+// storeWriteError recognises the embedded server's reports of a write
+// error in a stream's store (nats-server v2.15's wording) and names the
+// stream; "JetStream" when JetStream itself shuts down for lack of space.
+func storeWriteError(msg string) (stream string, ok bool) {
+	if rest, found := strings.CutPrefix(msg, "Filestore ["); found {
+		if name, tail, found := strings.Cut(rest, "] "); found && strings.HasPrefix(tail, "Critical write error") {
+			return name, true
+		}
+	}
+	if rest, found := strings.CutPrefix(msg, "JetStream stream '"); found {
+		if acct, _, found := strings.Cut(rest, "' critical write error"); found {
+			if _, name, found := strings.Cut(acct, " > "); found {
+				return name, true
+			}
+		}
+	}
+	if strings.HasPrefix(msg, "JetStream out of ") && strings.Contains(msg, "will be DISABLED") {
+		return "JetStream", true
+	}
+	return "", false
+}
 
 // IsStorageFull reports whether a Publish failed because the store is out of
 // space or over its limits: the caller should refuse new work rather than
