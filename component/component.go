@@ -2,6 +2,7 @@ package component
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
 	"mellium.im/xmpp/component"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stream"
@@ -93,6 +96,8 @@ type Component struct {
 	// stream: one redelivered because its acknowledgement was lost (a NATS
 	// node died before replicating it) is acknowledged, not written twice.
 	written *recentIDs
+	// holding: inbound delivery waits for the store (see deliver).
+	holding atomic.Bool
 
 	mu      sync.Mutex
 	up      bool
@@ -291,7 +296,19 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 	served := make(chan error, 1)
 	fence, fenceOff := context.WithCancel(context.Background()) // ended when the lease is lost
 	defer fenceOff()
-	go func() { served <- sess.Serve(c.handler(withFence(ctx, fence))) }()
+	// between is held while a stanza is handled. Shutdown takes it to close
+	// the stream between two stanzas: one being handled (its publish may
+	// take seconds on a failing store) still gets its error reply written
+	// before our </stream:stream>, instead of after it, where no reply can
+	// go.
+	var between sync.Mutex
+	handler := c.handler(withFence(ctx, fence))
+	gated := xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+		between.Lock()
+		defer between.Unlock()
+		return handler.HandleXMPP(t, start)
+	})
+	go func() { served <- sess.Serve(gated) }()
 
 	select {
 	case err = <-served:
@@ -308,8 +325,12 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		stopPull()
 		<-pulled
 		// Session.SetCloseDeadline races with Serve in mellium v0.22, so
-		// bound the wait for the server's </stream:stream> ourselves.
+		// bound the wait for the server's </stream:stream> ourselves. A
+		// reply written by the stanza being handled holds the session's
+		// writer until it is flushed, so it goes out before the close.
+		between.Lock()
 		_ = sess.Close()
+		between.Unlock()
 		select {
 		case <-served:
 		case <-time.After(2 * time.Second):

@@ -217,7 +217,16 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 			cond = "resource-constraint"
 			text = "the gateway cannot store messages right now; please send it again later"
 		}
-		return c.replyMessageError(w, m, "wait", cond, text)
+		if err := c.replyMessageError(w, m, "wait", cond, text); err != nil {
+			// The stream closed under us (shutdown, or the server went
+			// away) between reading the stanza and answering it: XEP-0114
+			// has no acknowledgements, so this message is neither stored
+			// nor reported. Say so, with what identifies it.
+			c.log.Error("outbound message neither stored nor reported: the stream closed before the error reply could be written",
+				"from", m.From, "to", m.To, "id", m.ID, "err", err)
+			return err
+		}
+		return nil
 	}
 	if dup {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
