@@ -30,6 +30,19 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	if err := c.o.Bus.StoreFault(); err != nil {
+		// The store cannot record the acknowledgement (a failed disk):
+		// written now, the message would reach the user again once the
+		// store is repaired. Keep it on the bus until then.
+		if c.holding.CompareAndSwap(false, true) {
+			c.log.Warn("holding inbound messages until the store can record their acknowledgements", "err", err)
+		}
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	if c.holding.CompareAndSwap(true, false) {
+		c.log.Info("the store writes again; delivering inbound messages")
+	}
 	e, err := bus.Decode(msg.Data())
 	if err != nil {
 		c.log.Error("dropping undecodable inbound envelope", "subject", msg.Subject(), "err", err)

@@ -167,7 +167,7 @@ func (r *Runner) Run(ctx context.Context) error {
 	}
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
-		j := job{msg: msg}
+		j := job{msg: msg, stopping: ctx.Done()}
 		j.env, j.err = bus.Decode(msg.Data())
 		held.add(msg)
 		select {
@@ -258,6 +258,8 @@ type job struct {
 	msg jetstream.Msg
 	env *bus.Envelope
 	err error // from decoding
+	// stopping is closed when shutdown begins (Run's context ends).
+	stopping <-chan struct{}
 }
 
 // queueFor picks the worker for a message's conversation. An envelope that
@@ -282,6 +284,10 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		// it would block nothing but would be redelivered forever.
 		r.log.Error("dropping undecodable envelope from the bus", "subject", msg.Subject(), "err", err)
 		_ = msg.Term()
+		return
+	}
+	if !r.storeWritable(ctx, j.stopping, e) {
+		_ = msg.Nak() // shutting down: whoever runs next sends it
 		return
 	}
 	attempt := 1
@@ -348,6 +354,35 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		r.log.Warn("send failed; will retry", "id", e.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Retried)
 		_ = msg.NakWithDelay(delay)
+	}
+}
+
+// storeWritable waits while the bus's store cannot write (a failed disk):
+// the acknowledgement of a message sent now could not be recorded, and the
+// message would be sent again once the store is repaired — a duplicate for
+// every adapter without its own record of what it sent. The message stays
+// taken meanwhile (progress acks keep it), so order and attempt counts are
+// kept. It reports false when shutdown begins first.
+func (r *Runner) storeWritable(ctx context.Context, stopping <-chan struct{}, e *bus.Envelope) bool {
+	err := r.o.Bus.StoreFault()
+	if err == nil {
+		return true
+	}
+	r.log.Warn("holding an outbound message until the store can record its acknowledgement", "id", e.ID, "err", err)
+	tick := time.NewTicker(250 * time.Millisecond) // StoreFault is a map lookup
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-stopping:
+			return false
+		case <-tick.C:
+		}
+		if r.o.Bus.StoreFault() == nil {
+			r.log.Info("the store writes again; sending the held message", "id", e.ID)
+			return true
+		}
 	}
 }
 
