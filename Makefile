@@ -3,7 +3,7 @@
 # JavaScript example adapter.
 GO ?= go
 
-.PHONY: all build test test-faults test-cluster demo vet bench fuzz clean
+.PHONY: all build test test-faults test-cluster demo vet vulncheck bench fuzz clean
 
 all: vet build
 
@@ -73,6 +73,12 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
 	$(GO) test -run XXX -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 	$(GO) test -run XXX -fuzz '^FuzzSplitText$$' -fuzztime $(FUZZTIME) ./gateways/irc/
+
+# govulncheck against the Go vulnerability database (GOVULNDB, default
+# vuln.go.dev). Prints "NOT RUN" and succeeds when the database cannot be
+# reached, unless VULNCHECK_REQUIRED=1 (deploy/vulncheck.sh).
+vulncheck:
+	bash deploy/vulncheck.sh
 
 vet:
 	@unformatted="$$(gofmt -l .)"; \
