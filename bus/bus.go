@@ -99,6 +99,11 @@ type Bus struct {
 	// stream fails, including the removals that acknowledgements of
 	// work-queue messages make. Cleared when the server is restarted.
 	storeFaults map[string]error
+	// faulted ends when a store fault is recorded (publishes waiting on
+	// the store then give up at once: it will not answer them); renewed
+	// when the fault is cleared.
+	faulted    context.Context
+	endFaulted context.CancelFunc
 }
 
 // ErrStoreRefusing is returned at once, without trying, while the store is
@@ -206,6 +211,7 @@ func (b *Bus) markStoreFault(stream string, err error) {
 	}
 	first := len(b.storeFaults) == 0
 	b.storeFaults[stream] = err
+	b.endFaulted()
 	now := time.Now()
 	if b.failingSubjects == nil {
 		b.failingSubjects = map[string]time.Time{}
@@ -234,6 +240,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		o.Name = "xmppgw"
 	}
 	b := &Bus{log: o.Logger}
+	b.faulted, b.endFaulted = context.WithCancel(context.Background())
 	var err error
 	if o.URL == "" {
 		err = b.startEmbedded(o)
@@ -427,6 +434,7 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		b.lastTry = time.Time{} // let the next publish through at once
 		clear(b.failingSubjects)
 		clear(b.storeFaults)
+		b.faulted, b.endFaulted = context.WithCancel(context.Background())
 		b.healthMu.Unlock()
 	}
 }
@@ -569,7 +577,19 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 		ctx, cancel = context.WithTimeout(ctx, degradedTimeout)
 		defer cancel()
 	}
-	ack, err := b.js.Publish(ctx, subject, data, opts...)
+	// A store fault recorded while this publish waits means the store will
+	// not answer it: give up then rather than at the timeout. Whether the
+	// message was stored is unknown (its dedup id covers a resend).
+	b.healthMu.Lock()
+	faulted := b.faulted
+	b.healthMu.Unlock()
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(faulted, func() { cancel(ErrStoreRefusing) })()
+	ack, err := b.js.Publish(pctx, subject, data, opts...)
+	if err != nil && errors.Is(context.Cause(pctx), ErrStoreRefusing) {
+		return false, fmt.Errorf("bus: publish %s: %w: %v", subject, ErrStoreRefusing, b.StoreFault())
+	}
 	// Write health is tracked for the embedded server, whose store is
 	// local and keeps a write error (full or read-only disk) until the
 	// process restarts. With external NATS a failure is usually a

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 // The embedded server's reports of a store write error, in the words of
@@ -93,5 +95,48 @@ func TestStoreFaultRefusesUntilRestart(t *testing.T) {
 	}
 	if err := b.Ready(ctx); err != nil {
 		t.Errorf("Ready after the restart: %v", err)
+	}
+}
+
+// A publish already waiting on the store when a fault is recorded gives up
+// at once: the store will not answer it.
+func TestStoreFaultEndsWaitingPublishes(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	// A store that never answers: the stream is gone, and a subscriber
+	// takes the publish without replying.
+	if err := b.js.DeleteStream(ctx, StreamOut); err != nil {
+		t.Fatal(err)
+	}
+	taken := make(chan *nats.Msg, 1)
+	sub, err := b.nc.ChanSubscribe(OutSubject("g"), taken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	env := &Envelope{Kind: KindMessage, ID: "m", Gateway: "g", User: "a@example.com", Contact: "+1555", Message: &Message{Body: "x"}}
+	done := make(chan error, 1)
+	go func() {
+		_, err := b.Publish(ctx, OutSubject("g"), env, "m1")
+		done <- err
+	}()
+	select {
+	case <-taken:
+	case <-ctx.Done():
+		t.Fatal("the publish did not reach the store")
+	}
+	b.InjectStoreFault(StreamOut, errors.New("sync 1.blk: input/output error"))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrStoreRefusing) {
+			t.Fatalf("publish: %v, want ErrStoreRefusing", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiting publish did not give up when the fault was recorded")
 	}
 }

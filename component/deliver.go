@@ -18,6 +18,9 @@ import (
 // writeTimeout bounds writing one envelope's stanzas to the server.
 const writeTimeout = 10 * time.Second
 
+// ackTimeout bounds waiting for the store to confirm an acknowledgement.
+const ackTimeout = 2 * time.Second
+
 // deliver writes one inbound envelope to the XMPP stream and acknowledges it
 // once written. A write failure leaves it on the bus for the next stream and
 // ends this one: a timed-out write may have left half a stanza on the wire.
@@ -85,8 +88,21 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		}
 	}
 	c.written.add(e.ID)
-	if err := msg.Ack(); err != nil {
+	// Acknowledged synchronously: the store records the acknowledgement
+	// (with sync_always, durably) before it answers, and reports a write
+	// that fails at once, so a fault that arrived between the check above
+	// and now is seen here.
+	ackCtx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	if err := msg.DoubleAck(ackCtx); err != nil {
 		c.log.Warn("ack inbound envelope", "id", e.ID, "err", err)
+	}
+	cancel()
+	if fault := c.o.Bus.StoreFault(); fault != nil {
+		// Written, but the store failed before it recorded that: once it
+		// is repaired the message may come back and be written again,
+		// with the same stanza id (clients that keep ids drop it).
+		c.log.Warn("inbound message written as the store failed; it may be delivered again after the repair, with the same stanza id",
+			"id", e.ID, "stanza_id", stanzaID(e.ID, 0), "err", fault)
 	}
 	if e.Kind == bus.KindMessage {
 		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Sent)

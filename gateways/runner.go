@@ -334,8 +334,16 @@ func (r *Runner) handle(ctx context.Context, j job) {
 	switch {
 	case err == nil:
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Sent)
-		if err := msg.Ack(); err != nil {
+		// Synchronously: a store fault that arrived during the send is
+		// known once the store has answered.
+		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if err := msg.DoubleAck(ackCtx); err != nil {
 			r.log.Warn("ack after send", "id", e.ID, "err", err)
+		}
+		cancel()
+		if fault := r.o.Bus.StoreFault(); fault != nil {
+			r.log.Warn("message sent as the store failed; its acknowledgement may not be recorded, so it may be handed to the adapter again after the repair",
+				"id", e.ID, "err", fault)
 		}
 	case ctx.Err() != nil:
 		// Cut off at the end of the shutdown grace: leave it for redelivery
