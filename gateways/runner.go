@@ -146,14 +146,24 @@ func (r *Runner) Run(ctx context.Context) error {
 	}()
 	defer func() { close(stopProgress); <-progressDone }()
 
-	queues := make([]chan job, r.o.Workers)
+	// One queue per worker, unbounded: the pull loop never waits for a
+	// worker, so every message fetched is in held (kept alive) at once. A
+	// bounded queue would leave the rest of a fetched batch waiting outside
+	// held while one conversation's worker is slow, and JetStream would
+	// redeliver them after AckWait. The consumer's MaxAckPending bounds
+	// what all queues hold together.
+	queues := make([]*fifo, r.o.Workers)
 	var wg sync.WaitGroup
 	for i := range queues {
-		queues[i] = make(chan job, 64)
+		queues[i] = newFIFO()
 		wg.Add(1)
-		go func(q <-chan job) {
+		go func(q *fifo) {
 			defer wg.Done()
-			for j := range q {
+			for {
+				j, ok := q.pop()
+				if !ok {
+					return
+				}
 				if workCtx.Err() != nil {
 					// Past the grace period: hand it back now so the next
 					// process need not wait for AckWait.
@@ -169,18 +179,17 @@ func (r *Runner) Run(ctx context.Context) error {
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
 		j := job{msg: msg, stopping: ctx.Done()}
 		j.env, j.err = bus.Decode(msg.Data())
-		held.add(msg)
-		select {
-		case queues[r.queueFor(j.env)] <- j:
-		case <-workCtx.Done():
+		if workCtx.Err() != nil {
 			_ = j.msg.Nak() // past the grace period: redelivered to whoever runs next
-			held.remove(msg)
+			return
 		}
+		held.add(msg)
+		queues[r.queueFor(j.env)].push(j)
 	})
 	// Stopped taking new work: the workers finish what they hold, within the
 	// grace period, so shutdown stays quick even with a slow network.
 	for _, q := range queues {
-		close(q)
+		q.close()
 	}
 	wg.Wait()
 	return nil
@@ -251,6 +260,57 @@ func (h *heldSet) keepAlive(interval time.Duration, stop <-chan struct{}) {
 		for _, m := range msgs {
 			_ = m.InProgress()
 		}
+	}
+}
+
+// fifo is an unbounded queue with one consumer.
+type fifo struct {
+	mu     sync.Mutex
+	items  []job
+	closed bool
+	wake   chan struct{} // capacity 1: "something changed"
+}
+
+func newFIFO() *fifo { return &fifo{wake: make(chan struct{}, 1)} }
+
+func (q *fifo) push(j job) {
+	q.mu.Lock()
+	q.items = append(q.items, j)
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.signal()
+}
+
+func (q *fifo) signal() {
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pop waits for the next job; false once the queue is closed and empty.
+func (q *fifo) pop() (job, bool) {
+	for {
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			j := q.items[0]
+			q.items[0] = job{}
+			q.items = q.items[1:]
+			q.mu.Unlock()
+			return j, true
+		}
+		closed := q.closed
+		q.mu.Unlock()
+		if closed {
+			return job{}, false
+		}
+		<-q.wake
 	}
 }
 
