@@ -467,7 +467,12 @@ type row struct {
 	lostIDs, windowIDs                                   []int
 	reportedButDelivered, notSent, c2sWindow, compWindow int
 	srvWindow                                            int // outbound: queued in the XMPP server for a stream that died
-	inFlight                                             int // inbound window: written while the connection closed, unseen
+	closeWindow                                          int // outbound: crossed the component's </stream:stream>, store refusing
+	// dupWindow: inbound copies the gateway said it wrote as the store
+	// failed (before the acknowledgement could be recorded), each with
+	// the stanza id of the first copy. Not counted in dup.
+	dupWindow int
+	inFlight  int // inbound window: written while the connection closed, unseen
 }
 
 // account classifies every message. The socket window (see windowRule)
@@ -553,6 +558,16 @@ func (e *env) account() [2]row {
 		}
 	}
 	out.outOfOrder = outOfOrder(order)
+	// Messages the gateway says it could neither store nor answer because
+	// its stream had closed (it read them after sending its own
+	// </stream:stream>, with the store refusing writes).
+	unanswerable := map[int]bool{}
+	for _, l := range e.gw.LogLines(func(l string) bool { return strings.Contains(l, "neither stored nor reported") }) {
+		if _, id, ok := strings.Cut(l, " id="); ok {
+			id, _, _ = strings.Cut(id, " ")
+			unanswerable[number(id, "o-")] = true
+		}
+	}
 	for k := 1; k <= e.n; k++ {
 		if e.outOn[k] == 0 {
 			out.notSent++
@@ -574,6 +589,15 @@ func (e *env) account() [2]row {
 			case seen && tap[p.conn].Ended && tap[p.conn].Abrupt && p.at > lastThrough[p.conn]:
 				out.window++
 				out.compWindow++
+				out.windowIDs = append(out.windowIDs, k)
+			case seen && tap[p.conn].CompClosed && p.at > lastThrough[p.conn] && unanswerable[k]:
+				// Prosody wrote it before it read the component's close,
+				// after the last message the connection got through: the
+				// gateway read it with its stream closed, and says so.
+				// XEP-0114 has no acknowledgement, and a closed stream
+				// takes no error reply.
+				out.window++
+				out.closeWindow++
 				out.windowIDs = append(out.windowIDs, k)
 			case !seen && e.sessionEnded(e.outOn[k]) && k > lastReached[e.outOn[k]]:
 				out.window++
@@ -632,10 +656,23 @@ func (e *env) account() [2]row {
 			in.inFlight++
 		}
 	}
+	// Stanza ids of inbound messages the gateway wrote as the store failed
+	// (it says so, naming them): a repeat of one after the repair is that
+	// window, if every copy has the same id.
+	writtenAsStoreFailed := map[string]bool{}
+	for _, l := range e.gw.LogLines(func(l string) bool { return strings.Contains(l, "may be delivered again after the repair") }) {
+		if _, id, ok := strings.Cut(l, " stanza_id="); ok {
+			id, _, _ = strings.Cut(id, " ")
+			writtenAsStoreFailed[id] = true
+		}
+	}
 	attempts := 0
 	for k := 1; k <= e.n; k++ {
 		attempts += e.inAttempts[k]
 		switch {
+		case e.inRecv[k] > 1 && len(slices.Compact(slices.Clone(e.inIDs[k]))) == 1 && writtenAsStoreFailed[e.inIDs[k][0]]:
+			in.delivered++
+			in.dupWindow += e.inRecv[k] - 1
 		case e.inRecv[k] > 0:
 			in.delivered++
 			in.dup += e.inRecv[k] - 1
@@ -705,10 +742,14 @@ func (e *env) describe(r [2]row) string {
 		fmt.Fprintf(&b, "%d outbound never written by alice; ", n)
 	}
 	if r[0].window > 0 {
-		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d queued in Prosody for the dead stream, %d on alice's c2s socket %v; ", r[0].compWindow, r[0].srvWindow, r[0].c2sWindow, short(r[0].windowIDs))
+		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d queued in Prosody for the dead stream, %d read after the component closed its stream, with the store refusing, %d on alice's c2s socket %v; ",
+			r[0].compWindow, r[0].srvWindow, r[0].closeWindow, r[0].c2sWindow, short(r[0].windowIDs))
 	}
 	if r[1].window > 0 {
 		fmt.Fprintf(&b, "inbound window %v (%d of them in the write when the connection closed); ", short(r[1].windowIDs), r[1].inFlight)
+	}
+	if r[1].dupWindow > 0 {
+		fmt.Fprintf(&b, "inbound: %d copies of messages the gateway wrote as the store failed (it logged them; same stanza id); ", r[1].dupWindow)
 	}
 	if r[0].lost > 0 {
 		fmt.Fprintf(&b, "LOST outbound %v; ", short(r[0].lostIDs))
@@ -828,11 +869,11 @@ func (r *resultTable) String() string {
 		return ""
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-30s %-4s %5s %10s %7s %5s %7s %11s  %s\n",
-		"scenario", "dir", "sent", "delivered", "errors", "lost", "window", "duplicated", "(retries / out-of-order)")
+	fmt.Fprintf(&b, "%-30s %-4s %5s %10s %7s %5s %7s %11s %10s  %s\n",
+		"scenario", "dir", "sent", "delivered", "errors", "lost", "window", "duplicated", "dup-window", "(retries / out-of-order)")
 	for _, x := range r.rows {
-		fmt.Fprintf(&b, "%-30s %-4s %5d %10d %7d %5d %7d %11d  (%d / %d)\n",
-			x.scenario, x.dir, x.sent, x.delivered, x.errors, x.lost, x.window, x.dup, x.retries, x.outOfOrder)
+		fmt.Fprintf(&b, "%-30s %-4s %5d %10d %7d %5d %7d %11d %10d  (%d / %d)\n",
+			x.scenario, x.dir, x.sent, x.delivered, x.errors, x.lost, x.window, x.dup, x.dupWindow, x.retries, x.outOfOrder)
 	}
 	for _, n := range r.notes {
 		b.WriteString("\n" + n + "\n")

@@ -43,6 +43,9 @@ type TapConn struct {
 	// Messages written after the writer's own </stream:stream>: no server
 	// reads them, whatever TCP does.
 	ToCompAfterClose, ToServerAfterClose []string
+	// CompClosed: the component's </stream:stream> went through (an
+	// orderly close by the gateway).
+	CompClosed bool
 }
 
 // StartTap listens on a free loopback port and relays each connection to
@@ -103,7 +106,7 @@ func (p *Tap) serve(gc net.Conn) {
 	wg.Add(2)
 	go func() { // Prosody → component
 		defer wg.Done()
-		p.relay(pc, gc, false, func(id, _ string, afterClose bool) {
+		p.relay(pc, gc, false, nil, func(id, _ string, afterClose bool) {
 			p.mu.Lock()
 			if afterClose {
 				tc.ToCompAfterClose = append(tc.ToCompAfterClose, id)
@@ -121,7 +124,11 @@ func (p *Tap) serve(gc net.Conn) {
 	}()
 	go func() { // component → Prosody
 		defer wg.Done()
-		p.relay(gc, pc, true, func(_, body string, afterClose bool) {
+		p.relay(gc, pc, true, func() {
+			p.mu.Lock()
+			tc.CompClosed = true
+			p.mu.Unlock()
+		}, func(_, body string, afterClose bool) {
 			p.mu.Lock()
 			if afterClose {
 				tc.ToServerAfterClose = append(tc.ToServerAfterClose, body)
@@ -144,14 +151,15 @@ func (p *Tap) serve(gc net.Conn) {
 	p.mu.Unlock()
 }
 
-// relay copies src to dst and feeds the bytes to a stanza parser. When dst
-// fails, it keeps reading src (and recording) until src ends.
-func (p *Tap) relay(src, dst net.Conn, bodies bool, record func(id, body string, afterClose bool)) {
+// relay copies src to dst and feeds the bytes to a stanza parser (closed,
+// when not nil, is called when src's stream element ends). When dst fails,
+// it keeps reading src (and recording) until src ends.
+func (p *Tap) relay(src, dst net.Conn, bodies bool, closed func(), record func(id, body string, afterClose bool)) {
 	pr, pw := io.Pipe()
 	parsed := make(chan struct{})
 	go func() {
 		defer close(parsed)
-		parseMessages(pr, bodies, record)
+		parseMessages(pr, bodies, closed, record)
 		_, _ = io.Copy(io.Discard, pr) // never block the relay
 	}()
 	buf := make([]byte, 32<<10)
@@ -186,8 +194,9 @@ func closeWrite(c net.Conn) {
 // <message/>: with bodies false, its id as soon as its start tag is read (so
 // a stanza cut in half still counts as written); with bodies true, its id and
 // body once complete. Messages after the end of the stream element are
-// reported with afterClose.
-func parseMessages(r io.Reader, bodies bool, record func(id, body string, afterClose bool)) {
+// reported with afterClose; onClose, when not nil, is called at the end of
+// the stream element.
+func parseMessages(r io.Reader, bodies bool, onClose func(), record func(id, body string, afterClose bool)) {
 	d := xml.NewDecoder(r)
 	depth := 0
 	closed := false
@@ -220,8 +229,11 @@ func parseMessages(r io.Reader, bodies bool, record func(id, body string, afterC
 			record(id, m.Body, closed)
 		case xml.EndElement:
 			depth--
-			if depth == 0 {
+			if depth == 0 && !closed {
 				closed = true
+				if onClose != nil {
+					onClose()
+				}
 			}
 		}
 	}
@@ -252,6 +264,7 @@ func (p *Tap) Snapshot() TapSnapshot {
 			ToComp:             slices.Clone(c.ToComp),
 			ToServer:           slices.Clone(c.ToServer),
 			ToCompAfterClose:   slices.Clone(c.ToCompAfterClose),
+			CompClosed:         c.CompClosed,
 			ToServerAfterClose: slices.Clone(c.ToServerAfterClose),
 		}
 	}
