@@ -343,7 +343,7 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		ended.Store(true)
 		stopPull()
 		fenceOff()
-		closeNow(sess, conn, served)
+		closeNow(sess, conn, served, &between)
 		<-pulled
 		c.log.Warn("component stream closed: the component lease was lost", "domain", c.o.Domain)
 		return true, errLeaseLost

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -111,10 +112,10 @@ func (c *Component) runWithLease(ctx context.Context, cons jetstream.Consumer) e
 }
 
 // closeNow closes a stream whose lease was lost (the fence is down): what
-// arrives for leaseDrain is answered with errors, then the closing tag, a
-// short wait for the server's, and the socket is closed whatever is in
-// flight.
-func closeNow(sess *xmpp.Session, conn net.Conn, served <-chan error) {
+// arrives for leaseDrain is answered with errors, then the closing tag
+// (between two stanzas: between is held while one is handled), a short wait
+// for the server's, and the socket is closed whatever is in flight.
+func closeNow(sess *xmpp.Session, conn net.Conn, served <-chan error, between sync.Locker) {
 	serveDone := false // the server closed the stream first
 	select {
 	case <-served:
@@ -123,7 +124,9 @@ func closeNow(sess *xmpp.Session, conn net.Conn, served <-chan error) {
 	}
 	closed := make(chan struct{})
 	go func() {
+		between.Lock()
 		_ = sess.Close()
+		between.Unlock()
 		close(closed)
 	}()
 	if !serveDone {
