@@ -5,11 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,84 +83,7 @@ type Bus struct {
 	stop    chan struct{} // closed by Close: ends the store watcher
 	watcher sync.WaitGroup
 
-	// Write health: set by a failed publish, cleared by a successful one.
-	healthMu     sync.Mutex
-	failingSince time.Time
-	lastFailure  error
-	lastTry      time.Time // last real publish while failing
-	// Per subject, since when publishes fail without a success in between:
-	// the store watcher's view. A disk fault breaks each stream's store
-	// separately, so one stream can keep failing while another recovers.
-	failingSubjects map[string]time.Time
-	// Streams of the embedded store that hit a write error. nats-server
-	// keeps such an error until it restarts: every later write to the
-	// stream fails, including the removals that acknowledgements of
-	// work-queue messages make. Cleared when the server is restarted.
-	storeFaults map[string]error
-	// faulted ends when a store fault is recorded (publishes waiting on
-	// the store then give up at once: it will not answer them); renewed
-	// when the fault is cleared.
-	faulted    context.Context
-	endFaulted context.CancelFunc
-}
-
-// ErrStoreRefusing is returned at once, without trying, while the store is
-// refusing writes (one real attempt per retryInterval finds out when it
-// accepts them again).
-var ErrStoreRefusing = errors.New("the message store is refusing writes")
-
-const retryInterval = 250 * time.Millisecond
-
-// shortCircuit reports whether a publish should fail without trying.
-func (b *Bus) shortCircuit() error {
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	if len(b.storeFaults) > 0 {
-		// Only a restart of the server clears it: no use trying.
-		return fmt.Errorf("%w since %s: %v", ErrStoreRefusing, b.failingSince.UTC().Format(time.RFC3339), b.storeFaultLocked())
-	}
-	if b.failingSince.IsZero() || time.Since(b.lastTry) >= retryInterval {
-		b.lastTry = time.Now()
-		return nil
-	}
-	return fmt.Errorf("%w since %s: %v", ErrStoreRefusing, b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
-}
-
-// degradedTimeout caps publishes while the store is refusing writes, so a
-// backlog is refused quickly (its senders told) rather than one stalled
-// publish at a time. A healthy publish takes well under a millisecond
-// (a few with fsync).
-const degradedTimeout = 500 * time.Millisecond
-
-func (b *Bus) degraded() bool {
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	return !b.failingSince.IsZero()
-}
-
-func (b *Bus) recordPublish(subject string, err error) {
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	if err == nil {
-		delete(b.failingSubjects, subject)
-	} else if _, ok := b.failingSubjects[subject]; !ok {
-		if b.failingSubjects == nil {
-			b.failingSubjects = map[string]time.Time{}
-		}
-		b.failingSubjects[subject] = time.Now()
-	}
-	switch {
-	case err == nil:
-		if !b.failingSince.IsZero() {
-			b.log.Info("the bus stores messages again", "after", time.Since(b.failingSince).Round(time.Millisecond))
-		}
-		b.failingSince, b.lastFailure = time.Time{}, nil
-	case b.failingSince.IsZero():
-		b.failingSince, b.lastFailure, b.lastTry = time.Now(), err, time.Now()
-		b.log.Error("the bus refuses to store messages; senders are told to retry later", "err", err)
-	default:
-		b.lastFailure = err
-	}
+	health *health // whether the embedded store takes writes
 }
 
 // StoreFault returns the write error the embedded store reports, or nil.
@@ -170,19 +91,7 @@ func (b *Bus) recordPublish(subject string, err error) {
 // acknowledgement: a message delivered now would come back after the
 // store is repaired. It is nil for external NATS, whose servers keep their
 // own health.
-func (b *Bus) StoreFault() error {
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	return b.storeFaultLocked()
-}
-
-func (b *Bus) storeFaultLocked() error {
-	if len(b.storeFaults) == 0 {
-		return nil
-	}
-	names := slices.Sorted(maps.Keys(b.storeFaults))
-	return fmt.Errorf("stream %s: %w", names[0], b.storeFaults[names[0]])
-}
+func (b *Bus) StoreFault() error { return b.health.fault() }
 
 // InjectStoreFault makes the bus act as if its embedded store had
 // reported a write error on stream: for tests and drills of what holds
@@ -192,38 +101,7 @@ func (b *Bus) storeFaultLocked() error {
 // NATS.
 func (b *Bus) InjectStoreFault(stream string, err error) {
 	if b.emb != nil {
-		b.markStoreFault(stream, err)
-	}
-}
-
-// markStoreFault records a write error of the embedded store (from its log
-// as it happens, or from its health report): publishes are refused at once,
-// without waiting for one to time out, and the store watcher restarts the
-// server once the data directory takes writes again.
-func (b *Bus) markStoreFault(stream string, err error) {
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	if _, ok := b.storeFaults[stream]; ok {
-		return
-	}
-	if b.storeFaults == nil {
-		b.storeFaults = map[string]error{}
-	}
-	first := len(b.storeFaults) == 0
-	b.storeFaults[stream] = err
-	b.endFaulted()
-	now := time.Now()
-	if b.failingSubjects == nil {
-		b.failingSubjects = map[string]time.Time{}
-	}
-	if _, ok := b.failingSubjects["stream "+stream]; !ok {
-		b.failingSubjects["stream "+stream] = now
-	}
-	if b.failingSince.IsZero() {
-		b.failingSince, b.lastFailure, b.lastTry = now, err, now
-	}
-	if first {
-		b.log.Error("the message store cannot write; refusing new work and holding deliveries until it can", "stream", stream, "err", err)
+		b.health.markFault(stream, err)
 	}
 }
 
@@ -239,8 +117,7 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 	if o.Name == "" {
 		o.Name = "xmppgw"
 	}
-	b := &Bus{log: o.Logger}
-	b.faulted, b.endFaulted = context.WithCancel(context.Background())
+	b := &Bus{log: o.Logger, health: newHealth(o.Logger)}
 	var err error
 	if o.URL == "" {
 		err = b.startEmbedded(o)
@@ -292,7 +169,7 @@ func (b *Bus) startEmbedded(o Options) error {
 	b.emb = &embedded{
 		dir:   dir,
 		log:   o.Logger.With("subsystem", "nats-server"),
-		fault: b.markStoreFault,
+		fault: b.health.markFault,
 		opts: func() *server.Options {
 			return &server.Options{
 				ServerName: "xmppgw-embedded",
@@ -407,15 +284,7 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		case <-tick.C:
 		}
 		b.checkStoreHealth()
-		b.healthMu.Lock()
-		var since time.Time
-		for _, t := range b.failingSubjects {
-			if since.IsZero() || t.Before(since) {
-				since = t
-			}
-		}
-		last := b.lastFailure
-		b.healthMu.Unlock()
+		since, last := b.health.stuck()
 		if since.IsZero() || time.Since(since) < stuckAfter || time.Since(lastRestart) < restartInterval {
 			continue
 		}
@@ -430,12 +299,7 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 			b.log.Error("restarting the embedded NATS server failed; will retry", "err", err)
 			continue
 		}
-		b.healthMu.Lock()
-		b.lastTry = time.Time{} // let the next publish through at once
-		clear(b.failingSubjects)
-		clear(b.storeFaults)
-		b.faulted, b.endFaulted = context.WithCancel(context.Background())
-		b.healthMu.Unlock()
+		b.health.restarted()
 	}
 }
 
@@ -451,7 +315,7 @@ func (b *Bus) checkStoreHealth() {
 	}
 	for _, e := range srv.Healthz(&server.HealthzOptions{Details: true}).Errors {
 		if e.Type == server.HealthzErrorStream && e.Stream != "" && strings.Contains(e.Error, "write error") {
-			b.markStoreFault(e.Stream, errors.New(e.Error))
+			b.health.markFault(e.Stream, errors.New(e.Error))
 		}
 	}
 }
@@ -569,10 +433,10 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	if err := b.shortCircuit(); err != nil { // never trips for external NATS
+	if err := b.health.shortCircuit(); err != nil { // never trips for external NATS
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
-	if b.degraded() {
+	if b.health.degraded() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, degradedTimeout)
 		defer cancel()
@@ -580,12 +444,9 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	// A store fault recorded while this publish waits means the store will
 	// not answer it: give up then rather than at the timeout. Whether the
 	// message was stored is unknown (its dedup id covers a resend).
-	b.healthMu.Lock()
-	faulted := b.faulted
-	b.healthMu.Unlock()
 	pctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	defer context.AfterFunc(faulted, func() { cancel(ErrStoreRefusing) })()
+	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
 	ack, err := b.js.Publish(pctx, subject, data, opts...)
 	if err != nil && errors.Is(context.Cause(pctx), ErrStoreRefusing) {
 		return false, fmt.Errorf("bus: publish %s: %w: %v", subject, ErrStoreRefusing, b.StoreFault())
@@ -596,12 +457,12 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	// reconnect in progress: publishes wait for it instead of being
 	// refused at once.
 	if err != nil && b.emb != nil && !errors.Is(err, context.Canceled) {
-		b.recordPublish(subject, err)
+		b.health.recordPublish(subject, err)
 	}
 	if err != nil {
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
-	b.recordPublish(subject, nil)
+	b.health.recordPublish(subject, nil)
 	return ack.Duplicate, nil
 }
 
@@ -663,15 +524,7 @@ func (b *Bus) Ready(ctx context.Context) error {
 	if _, err := b.js.AccountInfo(ctx); err != nil {
 		return fmt.Errorf("JetStream unavailable: %w", err)
 	}
-	b.healthMu.Lock()
-	defer b.healthMu.Unlock()
-	if err := b.storeFaultLocked(); err != nil {
-		return fmt.Errorf("the message store cannot write: %v", err)
-	}
-	if !b.failingSince.IsZero() {
-		return fmt.Errorf("refusing to store messages since %s: %v", b.failingSince.UTC().Format(time.RFC3339), b.lastFailure)
-	}
-	return nil
+	return b.health.ready()
 }
 
 // Close drains the connection (in-flight handlers finish, pending publishes

@@ -12,13 +12,7 @@ import (
 // fault has cleared), the same Bus publishes and consumes again, and what
 // was stored before is still there.
 func TestEmbeddedRestartKeepsTheConnection(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	ctx, b := openEmbedded(t)
 
 	env := func(id string) *Envelope {
 		return &Envelope{Kind: KindMessage, ID: id, Gateway: "g", User: "a@example.com", Contact: "+1555", Message: &Message{Body: id}}
@@ -67,4 +61,18 @@ func TestEmbeddedRestartKeepsTheConnection(t *testing.T) {
 	if err := b.Ready(ctx); err != nil {
 		t.Fatalf("Ready after restart: %v", err)
 	}
+}
+
+// openEmbedded opens a bus with its own embedded server and data directory,
+// closed when the test ends, and a context that bounds the test to 30 s.
+func openEmbedded(t *testing.T) (context.Context, *Bus) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	b, err := Open(ctx, Options{DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close(context.Background()) })
+	return ctx, b
 }

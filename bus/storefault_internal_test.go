@@ -36,13 +36,7 @@ func TestStoreWriteErrorRecognised(t *testing.T) {
 // waits for a store that cannot answer), makes the bus unready and reports
 // itself through StoreFault until the server is restarted.
 func TestStoreFaultRefusesUntilRestart(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	ctx, b := openEmbedded(t)
 	env := &Envelope{Kind: KindMessage, ID: "m", Gateway: "g", User: "a@example.com", Contact: "+1555", Message: &Message{Body: "x"}}
 	if b.StoreFault() != nil {
 		t.Fatal("a fresh store reports a fault")
@@ -56,7 +50,7 @@ func TestStoreFaultRefusesUntilRestart(t *testing.T) {
 		t.Fatal("StoreFault is nil after a write error")
 	}
 	began := time.Now()
-	_, err = b.Publish(ctx, InSubject("g"), env, "m1")
+	_, err := b.Publish(ctx, InSubject("g"), env, "m1")
 	if !errors.Is(err, ErrStoreRefusing) || !IsStorageFull(err) {
 		t.Fatalf("publish during a store fault: %v, want ErrStoreRefusing", err)
 	}
@@ -101,13 +95,7 @@ func TestStoreFaultRefusesUntilRestart(t *testing.T) {
 // A publish already waiting on the store when a fault is recorded gives up
 // at once: the store will not answer it.
 func TestStoreFaultEndsWaitingPublishes(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	b, err := Open(ctx, Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close(context.Background())
+	ctx, b := openEmbedded(t)
 	// A store that never answers: the stream is gone, and a subscriber
 	// takes the publish without replying.
 	if err := b.js.DeleteStream(ctx, StreamOut); err != nil {
