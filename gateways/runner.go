@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -62,6 +63,8 @@ const ShutdownGrace = 4 * time.Second
 type Runner struct {
 	o   RunnerOptions
 	log *slog.Logger
+	// holding: sends wait for the store (see storeWritable).
+	holding atomic.Bool
 }
 
 // NewRunner checks options and fills defaults. It starts nothing.
@@ -434,9 +437,14 @@ func (r *Runner) handle(ctx context.Context, j job) {
 func (r *Runner) storeWritable(ctx context.Context, stopping <-chan struct{}, e *bus.Envelope) bool {
 	err := r.o.Bus.StoreFault()
 	if err == nil {
+		if r.holding.CompareAndSwap(true, false) {
+			r.log.Info("the store writes again; sending the held messages")
+		}
 		return true
 	}
-	r.log.Warn("holding an outbound message until the store can record its acknowledgement", "id", e.ID, "err", err)
+	if r.holding.CompareAndSwap(false, true) {
+		r.log.Warn("holding outbound messages until the store can record their acknowledgements", "id", e.ID, "err", err)
+	}
 	tick := time.NewTicker(250 * time.Millisecond) // StoreFault is a map lookup
 	defer tick.Stop()
 	for {
@@ -448,7 +456,9 @@ func (r *Runner) storeWritable(ctx context.Context, stopping <-chan struct{}, e 
 		case <-tick.C:
 		}
 		if r.o.Bus.StoreFault() == nil {
-			r.log.Info("the store writes again; sending the held message", "id", e.ID)
+			if r.holding.CompareAndSwap(true, false) {
+				r.log.Info("the store writes again; sending the held messages")
+			}
 			return true
 		}
 	}
