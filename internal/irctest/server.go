@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // Timeouts for process management. Generous: CI machines are slow.
@@ -72,13 +74,7 @@ type Server struct {
 	tlsPort int // 0 without Options.TLS
 
 	mu   sync.Mutex
-	proc *process // nil when stopped
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd.Wait returns
-	err  error         // cmd.Wait's result, valid after done
+	proc *proctest.Child // nil when stopped
 }
 
 // Start starts ngircd for this test on a free loopback port and stops it on
@@ -104,13 +100,13 @@ func Start(t testing.TB, opts Options) *Server {
 	})
 	s := &Server{bin: bin, opts: opts, dir: dir}
 	if opts.TLS {
-		ports := freePorts(t, 2)
+		ports := proctest.FreePorts(t, 2)
 		s.port, s.tlsPort = ports[0], ports[1]
 		if err := writeTLSFiles(dir); err != nil {
 			t.Fatalf("irctest: TLS files: %v", err)
 		}
 	} else {
-		s.port = freePorts(t, 1)[0]
+		s.port = proctest.FreePorts(t, 1)[0]
 	}
 	if err := os.WriteFile(s.configFile(), []byte(s.config()), 0o644); err != nil {
 		t.Fatalf("irctest: %v", err)
@@ -210,61 +206,28 @@ func (s *Server) start() error {
 	if s.proc != nil {
 		return errors.New("already running")
 	}
-	out, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
 	// -n: stay in the foreground and log to stderr; -p: link to no servers.
 	cmd := exec.Command(s.bin, "-n", "-p", "-f", s.configFile())
 	cmd.Dir = s.dir
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if os.Geteuid() == 0 {
 		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: nobody, Gid: nobody}
 	}
-	if err := cmd.Start(); err != nil {
+	p, err := proctest.StartChild(cmd, s.logFile())
+	if err != nil {
 		return err
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	s.proc = p
 	addrs := []string{s.Addr()}
 	if tlsAddr := s.TLSAddr(); tlsAddr != "" {
 		addrs = append(addrs, tlsAddr)
 	}
-	deadline := time.Now().Add(startTimeout)
-	for _, addr := range addrs {
-		if err := waitListening(p, addr, deadline); err != nil {
-			s.killLocked()
-			return err
-		}
+	if err := p.WaitListening("ngircd", addrs, startTimeout); err != nil {
+		p.Kill(stopTimeout)
+		s.proc = nil
+		return err
 	}
 	return nil
-}
-
-// waitListening polls until addr accepts a TCP connection, the process
-// exits, or the deadline passes.
-func waitListening(p *process, addr string, deadline time.Time) error {
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("ngircd exited (%v) before %s accepted connections", p.err, addr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not accepting connections after %v: %v", addr, startTimeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func (s *Server) stop() error {
@@ -274,29 +237,8 @@ func (s *Server) stop() error {
 	if p == nil {
 		return nil
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		s.killLocked()
-		return fmt.Errorf("did not exit within %v of SIGTERM; killed", stopTimeout)
-	}
 	s.proc = nil
-	return nil
-}
-
-// killLocked SIGKILLs the process group and waits for the exit.
-func (s *Server) killLocked() {
-	p := s.proc
-	if p == nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-	}
-	s.proc = nil
+	return p.Stop(nil, stopTimeout)
 }
 
 func (s *Server) config() string {
@@ -340,22 +282,6 @@ func (s *Server) config() string {
 `, filepath.Join(s.dir, certFile), filepath.Join(s.dir, keyFile), filepath.Join(s.dir, dhFile), s.tlsPort)
 	}
 	return b.String()
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 (all
-// held open together, so that the kernel cannot hand out one twice).
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("irctest: free port: %v", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // lookBinary fails the test if ngircd is missing: a skipped test would hide

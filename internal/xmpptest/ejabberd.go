@@ -16,6 +16,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 type ejabberd struct {
@@ -39,7 +41,7 @@ func StartEjabberd(t testing.TB, opts Options) *Server {
 	}
 	opts = opts.withDefaults()
 	dir := serverDir(t, "ejabberd")
-	ports := freePorts(t, 3)
+	ports := proctest.FreePorts(t, 3)
 	e := &ejabberd{
 		ctl: ctl, dir: dir,
 		// Keep epmd (if anything starts one) on loopback.
@@ -141,7 +143,7 @@ func (e *ejabberd) started(cmd *exec.Cmd) {
 	}
 }
 
-func (e *ejabberd) terminate(*process) error {
+func (e *ejabberd) terminate(*proctest.Child) error {
 	if e.lifeline == nil {
 		return nil
 	}

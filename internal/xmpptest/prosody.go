@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 type prosody struct {
@@ -23,7 +25,7 @@ func StartProsody(t testing.TB, opts Options) *Server {
 	ctl := lookBinary(t, "prosody", "prosodyctl")
 	opts = opts.withDefaults()
 	dir := serverDir(t, "prosody")
-	ports := freePorts(t, 2)
+	ports := proctest.FreePorts(t, 2)
 	p := &prosody{bin: bin, cfg: filepath.Join(dir, "prosody.cfg.lua"), dir: dir}
 	s := &Server{
 		name: "prosody", domain: opts.Domain, dir: dir,
@@ -63,8 +65,8 @@ func (p *prosody) command() (*exec.Cmd, error) {
 
 func (p *prosody) started(*exec.Cmd) {}
 
-func (p *prosody) terminate(proc *process) error {
-	return proc.cmd.Process.Signal(syscall.SIGTERM)
+func (p *prosody) terminate(proc *proctest.Child) error {
+	return proc.Cmd.Process.Signal(syscall.SIGTERM)
 }
 
 func (p *prosody) logFiles() []string {

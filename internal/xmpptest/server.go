@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // Timeouts for process management. Generous: CI machines are slow.
@@ -59,7 +61,7 @@ type backend interface {
 	// started is called after the command started.
 	started(cmd *exec.Cmd)
 	// terminate asks the running server to stop gracefully.
-	terminate(p *process) error
+	terminate(p *proctest.Child) error
 	// logFiles lists the files Log returns, most useful first.
 	logFiles() []string
 }
@@ -75,16 +77,10 @@ type Server struct {
 	be       backend
 
 	mu   sync.Mutex
-	proc *process // nil when stopped
+	proc *proctest.Child // nil when stopped
 }
 
 // process is a started server process and its exit.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when cmd.Wait returns
-	err  error         // cmd.Wait's result, valid after done
-}
-
 // Name returns "prosody" or "ejabberd".
 func (s *Server) Name() string { return s.name }
 
@@ -159,58 +155,21 @@ func (s *Server) start() error {
 	if err != nil {
 		return err
 	}
-	out, err := os.OpenFile(filepath.Join(s.dir, "stdout.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer out.Close()
-	// Files, not pipes: a daemon helper inheriting a pipe would block Wait.
-	cmd.Stdout, cmd.Stderr = out, out
 	cmd.Dir = s.dir
-	err = cmd.Start()
+	p, err := proctest.StartChild(cmd, filepath.Join(s.dir, "stdout.log"))
 	s.be.started(cmd)
 	if err != nil {
 		return err
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		close(p.done)
-	}()
 	s.proc = p
 
 	addrs := []string{s.C2SAddr()}
 	if s.hasComp {
 		addrs = append(addrs, s.ComponentAddr())
 	}
-	if err := waitListening(p, addrs, startTimeout); err != nil {
+	if err := p.WaitListening("server", addrs, startTimeout); err != nil {
 		s.killLocked()
 		return err
-	}
-	return nil
-}
-
-// waitListening polls until every address accepts a TCP connection, the
-// process exits, or the timeout passes.
-func waitListening(p *process, addrs []string, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for _, addr := range addrs {
-		for {
-			c, err := net.DialTimeout("tcp", addr, time.Second)
-			if err == nil {
-				c.Close()
-				break
-			}
-			select {
-			case <-p.done:
-				return fmt.Errorf("server exited (%v) before %s accepted connections", p.err, addr)
-			default:
-			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s not accepting connections after %v: %v", addr, timeout, err)
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
 	}
 	return nil
 }
@@ -222,17 +181,8 @@ func (s *Server) stop() error {
 	if p == nil {
 		return nil
 	}
-	termErr := s.be.terminate(p)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-		s.killLocked()
-		return fmt.Errorf("did not exit within %v of SIGTERM (terminate: %v); killed", stopTimeout, termErr)
-	}
-	// Helpers left in the group (e.g. erl_child_setup) go too.
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	s.proc = nil
-	return nil
+	return p.Stop(func() error { return s.be.terminate(p) }, stopTimeout)
 }
 
 // killLocked SIGKILLs the whole process group and waits for the exit.
@@ -242,34 +192,8 @@ func (s *Server) killLocked() {
 		return
 	}
 	_ = s.be.terminate(p) // releases what the backend holds
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-	case <-time.After(stopTimeout):
-	}
+	p.Kill(stopTimeout)
 	s.proc = nil
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1. All
-// listeners are open at once so the kernel cannot hand out a port twice.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("xmpptest: free port: %v", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }
 
 // lookBinary fails the test if a server's binary is missing: a skipped
