@@ -15,6 +15,7 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/internal/natstest"
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 )
 
 // TestReplicatedBus: the bus package on a 3-node cluster with replicas 3.
@@ -24,7 +25,7 @@ import (
 // that node back, the node leading the lease bucket is killed, and the
 // lease is measured: given up (fencing) and taken again after the election.
 func TestReplicatedBus(t *testing.T) {
-	c := natstest.StartCluster(t, natsBinary, 3)
+	c := natstest.StartCluster(t, suite.NATSBinary, 3)
 	ctx := t.Context()
 	openCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -65,7 +66,7 @@ func TestReplicatedBus(t *testing.T) {
 	c.MoveLeader(t, bus.StreamIn+"/bustest", victim.Name)
 	c.MoveLeader(t, "KV_"+bus.BucketLeases, keeper.Name)
 
-	n := 2 * *flagN
+	n := 2 * suite.N()
 	var mu sync.Mutex
 	handled := make([]int, n+1)
 	unconfirmed := make([]bool, n+1) // an acknowledgement of it failed
@@ -98,7 +99,7 @@ func TestReplicatedBus(t *testing.T) {
 	retries := 0
 	var longest time.Duration
 	for i := 1; i <= n; i++ {
-		if d := time.Until(began.Add(time.Duration(float64(i-1) / (2 * *flagRate) * float64(time.Second)))); d > 0 {
+		if d := time.Until(began.Add(time.Duration(float64(i-1) / (2 * suite.Rate()) * float64(time.Second)))); d > 0 {
 			time.Sleep(d) // pacing
 		}
 		if i == n/3 {
@@ -168,7 +169,7 @@ func TestReplicatedBus(t *testing.T) {
 	results.add(rows{r}, note)
 	results.measure("publish stalled while the stream's leader node (kill -9) was replaced", longest)
 	if r.lost > 0 {
-		t.Errorf("%d envelopes stored and never handled: %v", r.lost, short(r.lostIDs))
+		t.Errorf("%d envelopes stored and never handled: %v", r.lost, scenario.Short(r.lostIDs))
 	}
 	// Delivery is at least once: an acknowledgement the dying leader had
 	// not replicated is lost, and the new leader delivers the envelope

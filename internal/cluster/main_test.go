@@ -31,26 +31,20 @@
 package cluster_test
 
 import (
-	"flag"
 	"os"
 	"testing"
 
-	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 )
 
 var (
-	// binary is xmppgw, built without -race: these tests measure timing
+	// suite builds xmppgw without -race: these tests measure timing
 	// (failover, elections); `make test` covers races.
-	binary     string
-	natsBinary string
+	suite = scenario.NewSuite("xmppgw-cluster-bin-", 1000, 100, "")
 
 	results resultTable
-
-	flagN    = flag.Int("n", 1000, "messages per direction in each scenario")
-	flagRate = flag.Float64("rate", 100, "messages per second per direction")
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(proctest.Main(m, "xmppgw-cluster-bin-", &binary, &natsBinary, results.String))
+	os.Exit(suite.Main(m, results.String))
 }

@@ -5,38 +5,14 @@ package cluster_test
 import (
 	"context"
 	"fmt"
-	"maps"
-	"net/http"
-	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
-	"github.com/xmppgw/xmppgw/internal/twiliotest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
-
-// Message numbering: o-00001… to Twilio (stanza id and body), i-00001…
-// from Twilio (webhook bodies), s-00001… to the sandbox, which answers
-// "echo: s-00001".
-func outID(i int) string  { return fmt.Sprintf("o-%05d", i) }
-func inBody(i int) string { return fmt.Sprintf("i-%05d", i) }
-func echoID(i int) string { return fmt.Sprintf("s-%05d", i) }
-
-// number parses "o-00042" (prefix "o-") into 42; 0 if s is not one.
-func number(s, prefix string) int {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok || len(rest) != 5 {
-		return 0
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil {
-		return 0
-	}
-	return n
-}
 
 // traffic is the series of one scenario and what became of it.
 type traffic struct {
@@ -50,32 +26,28 @@ type traffic struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu               sync.Mutex
-	outWritten       []bool
-	echoWritten      []bool
-	outDone, inDone  bool
-	echoDone         bool
-	inAttempts       []int
-	inAccepted       []bool
-	inStatus         map[string]int
-	seen             int        // alice's stanzas folded in
-	outErr, echoErr  []string   // error condition alice got, per number
-	inRecv, echoRecv []int      // copies alice received, per number
-	inIDs            [][]string // stanza ids of the copies of each inbound message
-	inArrivals       []int      // first arrivals, in order
-	errConds         map[string]int
-	events           []string
+	mu              sync.Mutex
+	outWritten      []bool
+	echoWritten     []bool
+	outDone, inDone bool
+	echoDone        bool
+	inbound         scenario.Inbound // the webhooks, and what alice got of them
+	seen            int              // alice's stanzas folded in
+	outErr, echoErr []string         // error condition alice got, per number
+	echoRecv        []int            // copies of the sandbox's echo alice received, per number
+	errConds        map[string]int
+	events          []string
 }
 
 func newTraffic(w *world, echo bool) *traffic {
-	n := *flagN
+	n := suite.N()
 	tr := &traffic{
-		w: w, n: n, rate: *flagRate, echo: echo,
+		w: w, n: n, rate: suite.Rate(), echo: echo,
 		outWritten: make([]bool, n+1), echoWritten: make([]bool, n+1),
-		inAttempts: make([]int, n+1), inAccepted: make([]bool, n+1),
-		inStatus: map[string]int{}, errConds: map[string]int{},
-		outErr: make([]string, n+1), echoErr: make([]string, n+1),
-		inRecv: make([]int, n+1), echoRecv: make([]int, n+1), inIDs: make([][]string, n+1),
+		inbound:  scenario.NewInbound(n),
+		errConds: map[string]int{},
+		outErr:   make([]string, n+1), echoErr: make([]string, n+1),
+		echoRecv: make([]int, n+1),
 	}
 	tr.ctx, tr.cancel = context.WithCancel(context.Background())
 	// Registered after the world's processes, so it runs first: the
@@ -87,36 +59,20 @@ func newTraffic(w *world, echo bool) *traffic {
 	return tr
 }
 
-// start runs the generators, each paced at rate: message i is due at
-// i/rate after the start.
+// start runs the generators, each paced at rate (see scenario.Due).
 func (tr *traffic) start() {
 	tr.began = time.Now()
 	tr.wg.Add(2)
-	go tr.sendXMPP("o-", friendJID, &tr.outWritten, &tr.outDone)
+	go tr.sendXMPP(scenario.Out, scenario.FriendJID, &tr.outWritten, &tr.outDone)
 	go tr.postInbound()
 	if tr.echo {
 		tr.wg.Add(1)
-		go tr.sendXMPP("s-", echoJID, &tr.echoWritten, &tr.echoDone)
+		go tr.sendXMPP(scenario.Echo, echoJID, &tr.echoWritten, &tr.echoDone)
 	}
 }
 
-func (tr *traffic) due(i int) bool {
-	d := time.Until(tr.began.Add(time.Duration(float64(i-1) / tr.rate * float64(time.Second))))
-	if d <= 0 {
-		return tr.ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-tr.ctx.Done():
-		return false
-	}
-}
-
-// sendXMPP is alice writing prefix-00001… to contact.
-func (tr *traffic) sendXMPP(prefix, contact string, written *[]bool, done *bool) {
+// sendXMPP is alice writing series s to contact.
+func (tr *traffic) sendXMPP(s scenario.Series, contact string, written *[]bool, done *bool) {
 	defer tr.wg.Done()
 	defer func() {
 		tr.mu.Lock()
@@ -124,11 +80,10 @@ func (tr *traffic) sendXMPP(prefix, contact string, written *[]bool, done *bool)
 		tr.mu.Unlock()
 	}()
 	for i := 1; i <= tr.n; i++ {
-		if !tr.due(i) {
+		if !scenario.Due(tr.ctx, tr.began, tr.rate, i) {
 			return
 		}
-		id := fmt.Sprintf("%s%05d", prefix, i)
-		if err := tr.w.alice.Send(fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, contact, id, id)); err != nil {
+		if err := tr.w.alice.Send(scenario.Chat(contact, s.ID(i))); err != nil {
 			tr.event("alice's connection failed: %v", err)
 			return
 		}
@@ -139,7 +94,7 @@ func (tr *traffic) sendXMPP(prefix, contact string, written *[]bool, done *bool)
 }
 
 // postInbound is Twilio delivering i-00001… to alice's number through the
-// ingress, re-posting each until answered 200.
+// ingress (see scenario.PostWebhook).
 func (tr *traffic) postInbound() {
 	defer tr.wg.Done()
 	defer func() {
@@ -149,35 +104,15 @@ func (tr *traffic) postInbound() {
 	}()
 	url := tr.w.webhookURL()
 	for i := 1; i <= tr.n; i++ {
-		if !tr.due(i) {
+		if !scenario.Due(tr.ctx, tr.began, tr.rate, i) {
 			return
 		}
-		params := tr.w.tw.InboundSMS(friend, aliceNum, inBody(i))
-		sig := twiliotest.Sign(authToken, url, params)
-		backoff := 50 * time.Millisecond
-		for {
-			status, _, err := twiliotest.PostForm(tr.ctx, url, sig, params)
+		if !scenario.PostWebhook(tr.ctx, tr.w.tw, url, i, func(ok bool, answer string) {
 			tr.mu.Lock()
-			tr.inAttempts[i]++
-			if err == nil && status == http.StatusOK {
-				tr.inAccepted[i] = true
-				tr.mu.Unlock()
-				break
-			}
-			key := strconv.Itoa(status)
-			if err != nil {
-				key = "conn-error"
-			}
-			tr.inStatus[key]++
-			tr.mu.Unlock()
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-tr.ctx.Done():
-				t.Stop()
-				return
-			}
-			backoff = min(2*backoff, time.Second)
+			defer tr.mu.Unlock()
+			tr.inbound.Answer(i, ok, answer)
+		}) {
+			return
 		}
 	}
 }
@@ -199,29 +134,20 @@ func (tr *traffic) refresh() counts {
 			continue
 		}
 		if st.Type == "error" {
-			cond := st.ErrorType + "/" + st.ErrorCondition
-			if strings.Contains(raw, "xmpp:prosody.im/protocol/component") {
-				cond += " (Prosody: component not connected)"
-			}
-			if k := number(st.ID, "o-"); k > 0 && k <= tr.n && tr.outErr[k] == "" {
+			cond := scenario.ErrorCondition(st)
+			if k := scenario.Out.Number(st.ID); k > 0 && k <= tr.n && tr.outErr[k] == "" {
 				tr.outErr[k] = cond
 				tr.errConds[cond]++
 			}
-			if k := number(st.ID, "s-"); k > 0 && k <= tr.n && tr.echoErr[k] == "" {
+			if k := scenario.Echo.Number(st.ID); k > 0 && k <= tr.n && tr.echoErr[k] == "" {
 				tr.echoErr[k] = cond
 				tr.errConds[cond]++
 			}
 			continue
 		}
-		if k := number(st.Body, "i-"); k > 0 && k <= tr.n && strings.HasPrefix(st.From, friendJID) {
-			if tr.inRecv[k] == 0 {
-				tr.inArrivals = append(tr.inArrivals, k)
-			}
-			tr.inRecv[k]++
-			tr.inIDs[k] = append(tr.inIDs[k], st.ID)
-		}
+		tr.inbound.Receive(st)
 		if rest, ok := strings.CutPrefix(st.Body, "echo: "); ok && strings.HasPrefix(st.From, echoJID) {
-			if k := number(rest, "s-"); k > 0 && k <= tr.n {
+			if k := scenario.Echo.Number(rest); k > 0 && k <= tr.n {
 				tr.echoRecv[k]++
 			}
 		}
@@ -235,10 +161,10 @@ func (tr *traffic) refresh() counts {
 		} else if tr.outErr[k] != "" {
 			c.outErrors++
 		}
-		if tr.inAccepted[k] {
+		if tr.inbound.Accepted[k] {
 			c.inOK++
 		}
-		if tr.inRecv[k] > 0 {
+		if tr.inbound.Received[k] > 0 {
 			c.inReceived++
 		}
 		if tr.echoRecv[k] > 0 {
@@ -248,15 +174,7 @@ func (tr *traffic) refresh() counts {
 	return c
 }
 
-func (tr *traffic) twilioCopies() []int {
-	copies := make([]int, tr.n+1)
-	for _, m := range tr.w.tw.Messages() {
-		if k := number(m.Body, "o-"); k > 0 && k <= tr.n {
-			copies[k]++
-		}
-	}
-	return copies
-}
+func (tr *traffic) twilioCopies() []int { return scenario.TwilioCopies(tr.w.tw.Messages(), tr.n) }
 
 func (tr *traffic) event(format string, args ...any) {
 	msg := fmt.Sprintf("%6.2fs  ", time.Since(tr.began).Seconds()) + fmt.Sprintf(format, args...)
@@ -277,32 +195,18 @@ func (tr *traffic) waitFor(what string, timeout time.Duration, cond func(counts)
 	tr.w.checkCrashes()
 }
 
-// settle waits until the generators are done, the bus holds nothing and
-// the counts have been still for 2 s (10 s while some message is
-// unaccounted for), or the deadline.
+// settle waits until the traffic has settled (see scenario.Settle), or
+// the deadline.
 func (tr *traffic) settle(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	var last counts
-	lastChange := time.Now()
-	for {
-		c := tr.refresh()
-		if c != last {
-			last, lastChange = c, time.Now()
-		}
-		pending, known := tr.w.pending()
-		quiet := time.Since(lastChange)
-		if c.done && known && pending == 0 && quiet >= 2*time.Second {
-			if r := tr.account(); r.clean() || quiet >= 10*time.Second {
-				tr.event("settled (bus empty, counts still for %v)", quiet.Round(time.Second))
-				return true
-			}
-		}
-		if time.Now().After(deadline) {
-			tr.event("deadline: not settled after %v (bus pending %v, known %v; %+v)", timeout, pending, known, c)
-			return false
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
-	}
+	return scenario.Settle(timeout, scenario.Progress[counts]{
+		Refresh: func() (counts, bool) {
+			c := tr.refresh()
+			return c, c.done
+		},
+		Pending: tr.w.pending,
+		Clean:   func() bool { return tr.account().clean() },
+		Event:   tr.event,
+	})
 }
 
 // row is one line of the result table.
@@ -336,26 +240,9 @@ func (tr *traffic) account() rows {
 	var out rows
 
 	// Messages alice sent: to Twilio, and to the sandbox.
-	xmppRow := func(dir, prefix string, written []bool, delivered func(k int) int, errs []string) row {
+	xmppRow := func(dir string, s scenario.Series, written []bool, delivered func(k int) int, errs []string) row {
 		r := row{dir: dir}
-		type pos struct{ conn, at int }
-		onTap := map[int]pos{}
-		lastThrough := make([]int, len(tap))
-		for ci, c := range tap {
-			lastThrough[ci] = -1
-			for at, id := range c.ToComp {
-				k := number(id, prefix)
-				if k == 0 || k > tr.n {
-					continue
-				}
-				if _, dup := onTap[k]; !dup {
-					onTap[k] = pos{ci, at}
-				}
-				if delivered(k) > 0 || errs[k] != "" {
-					lastThrough[ci] = at
-				}
-			}
-		}
+		toComp := scenario.ToComponent(tap, s, tr.n, func(k int) bool { return delivered(k) > 0 || errs[k] != "" })
 		for k := 1; k <= tr.n; k++ {
 			if !written[k] {
 				continue
@@ -368,7 +255,7 @@ func (tr *traffic) account() rows {
 			case errs[k] != "":
 				r.errors++
 			default:
-				if p, seen := onTap[k]; seen && tap[p.conn].Ended && tap[p.conn].Abrupt && p.at > lastThrough[p.conn] {
+				if toComp.Window(k) {
 					r.window++
 				} else {
 					r.lost++
@@ -378,57 +265,26 @@ func (tr *traffic) account() rows {
 		}
 		return r
 	}
-	o := xmppRow("out", "o-", tr.outWritten, func(k int) int { return copies[k] }, tr.outErr)
+	o := xmppRow("out", scenario.Out, tr.outWritten, func(k int) int { return copies[k] }, tr.outErr)
 	o.retries = tr.w.tw.Requests() - o.delivered
-	var order []int
-	seenOrder := map[int]bool{}
-	for _, m := range tr.w.tw.Messages() {
-		if k := number(m.Body, "o-"); k > 0 && k <= tr.n && !seenOrder[k] {
-			seenOrder[k] = true
-			order = append(order, k)
-		}
-	}
-	o.outOfOrder = outOfOrder(order)
+	o.outOfOrder = scenario.OutOfOrder(scenario.TwilioOrder(tr.w.tw.Messages(), tr.n))
 	out = append(out, o)
 
 	// Webhooks: received by alice, refused (never answered 200: Twilio
 	// still has it), in the window of a cut connection, or lost.
 	in := row{dir: "in", sent: tr.n}
-	inWindow := map[int]bool{}
-	for _, c := range tap {
-		if !c.Ended || !c.Abrupt {
-			continue
-		}
-		lastRecv, last := -1, 0
-		for at, body := range c.ToServer {
-			if k := number(body, "i-"); k > 0 && k <= tr.n && tr.inRecv[k] > 0 {
-				lastRecv = at
-			}
-		}
-		for at, body := range c.ToServer {
-			k := number(body, "i-")
-			if k > 0 && k <= tr.n && at > lastRecv {
-				inWindow[k] = true
-			}
-			last = max(last, k)
-		}
-		// The write in progress when the connection was cut (see
-		// internal/faults): the next number, if nobody saw it at all.
-		if k := last + 1; last > 0 && k <= tr.n && tr.inRecv[k] == 0 && tr.inAccepted[k] && !onAnyTap(tap, inBody(k)) {
-			inWindow[k] = true
-		}
-	}
+	inWindow, _ := tr.inbound.Window(tap)
 	attempts, accepted := 0, 0
 	for k := 1; k <= tr.n; k++ {
-		attempts += tr.inAttempts[k]
-		if tr.inAccepted[k] {
+		attempts += tr.inbound.Attempts[k]
+		if tr.inbound.Accepted[k] {
 			accepted++
 		}
 		switch {
-		case tr.inRecv[k] > 0:
+		case tr.inbound.Received[k] > 0:
 			in.delivered++
-			in.dup += tr.inRecv[k] - 1
-		case !tr.inAccepted[k]:
+			in.dup += tr.inbound.Received[k] - 1
+		case !tr.inbound.Accepted[k]:
 			in.errors++
 		case inWindow[k]:
 			in.window++
@@ -438,66 +294,38 @@ func (tr *traffic) account() rows {
 		}
 	}
 	in.retries = attempts - accepted
-	in.outOfOrder = outOfOrder(tr.inArrivals)
+	in.outOfOrder = scenario.OutOfOrder(tr.inbound.Arrivals)
 	out = append(out, in)
 
 	if tr.echo {
-		e := xmppRow("echo", "s-", tr.echoWritten, func(k int) int { return tr.echoRecv[k] }, tr.echoErr)
+		e := xmppRow("echo", scenario.Echo, tr.echoWritten, func(k int) int { return tr.echoRecv[k] }, tr.echoErr)
 		out = append(out, e)
 	}
 	return out
-}
-
-func onAnyTap(tap proctest.TapSnapshot, body string) bool {
-	for _, c := range tap {
-		if slices.Contains(c.ToServer, body) || slices.Contains(c.ToServerAfterClose, body) {
-			return true
-		}
-	}
-	return false
-}
-
-func outOfOrder(arrivals []int) int {
-	n, high := 0, 0
-	for _, k := range arrivals {
-		if k < high {
-			n++
-		}
-		high = max(high, k)
-	}
-	return n
 }
 
 // describe lists the error conditions and webhook answers seen.
 func (tr *traffic) describe() string {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(tr.errConds)) {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, tr.errConds[k]))
-	}
 	var b strings.Builder
-	if len(parts) > 0 {
-		b.WriteString("errors to alice: " + strings.Join(parts, ", ") + "; ")
+	if len(tr.errConds) > 0 {
+		b.WriteString("errors to alice: " + scenario.Tally(tr.errConds) + "; ")
 	}
-	parts = nil
-	for _, k := range slices.Sorted(maps.Keys(tr.inStatus)) {
-		parts = append(parts, fmt.Sprintf("%s ×%d", k, tr.inStatus[k]))
-	}
-	if len(parts) > 0 {
-		b.WriteString("webhook answers other than 200: " + strings.Join(parts, ", "))
+	if len(tr.inbound.Status) > 0 {
+		b.WriteString("webhook answers other than 200: " + scenario.Tally(tr.inbound.Status))
 	}
 	return strings.TrimSuffix(b.String(), "; ")
 }
 
 // finish settles the scenario, adds its rows to the table and fails the
 // test on lost or duplicated messages.
-func (tr *traffic) finish(scenario string, notes ...string) rows {
+func (tr *traffic) finish(name string, notes ...string) rows {
 	t := tr.w.t
 	settled := tr.settle(60 * time.Second)
 	r := tr.account()
 	for i := range r {
-		r[i].scenario = scenario
+		r[i].scenario = name
 	}
 	note := tr.describe()
 	if !settled {
@@ -513,14 +341,14 @@ func (tr *traffic) finish(scenario string, notes ...string) rows {
 	tr.w.checkCrashes()
 	for _, x := range r {
 		if x.lost > 0 {
-			t.Errorf("%s: %d %s messages lost: %v", scenario, x.lost, x.dir, short(x.lostIDs))
+			t.Errorf("%s: %d %s messages lost: %v", name, x.lost, x.dir, scenario.Short(x.lostIDs))
 		}
 		switch {
 		case x.dup == 0:
 		case x.dir == "in" && inboundRedeliveryPending && tr.sameIDs():
 			t.Logf("REPORTED, NOT FAILED (inboundRedeliveryPending): %d inbound duplicates, each with the stanza id of the first copy", x.dup)
 		default:
-			t.Errorf("%s: %d %s duplicates", scenario, x.dup, x.dir)
+			t.Errorf("%s: %d %s duplicates", name, x.dup, x.dir)
 		}
 	}
 	if t.Failed() {
@@ -547,19 +375,12 @@ const inboundRedeliveryPending = true
 func (tr *traffic) sameIDs() bool {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	for _, ids := range tr.inIDs {
-		if len(slices.Compact(slices.Clone(ids))) > 1 {
+	for k := range tr.inbound.IDs {
+		if !tr.inbound.SameID(k) {
 			return false
 		}
 	}
 	return true
-}
-
-func short(ids []int) string {
-	if len(ids) <= 12 {
-		return fmt.Sprint(ids)
-	}
-	return fmt.Sprintf("%v… (%d in all)", ids[:12], len(ids))
 }
 
 // resultTable is the report of every scenario.

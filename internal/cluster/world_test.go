@@ -4,29 +4,24 @@ package cluster_test
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/natstest"
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
+// The sandbox gateway beside the Twilio one, and alice's contact there,
+// who echoes what she sends.
 const (
-	smsDomain     = "sms.localhost"
 	sandboxDomain = "sandbox.localhost"
-	accountSID    = "AC00000000000000000000000000000000"
-	authToken     = "0123456789abcdef0123456789abcdef"
-	aliceNum      = "+15550009999"
-	friend        = "+15551230001"
-	friendJID     = friend + "@" + smsDomain
 	echoContact   = "+15551230002"
 	echoJID       = echoContact + "@" + sandboxDomain
 )
@@ -50,13 +45,13 @@ type world struct {
 func newWorld(t *testing.T) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), byName: map[string]*gw{}}
-	w.nats = natstest.StartCluster(t, natsBinary, 3)
+	w.nats = natstest.StartCluster(t, suite.NATSBinary, 3)
 	w.srv = xmpptest.StartProsody(t, xmpptest.Options{
-		Components: map[string]string{smsDomain: "secret", sandboxDomain: "secret"},
+		Components: map[string]string{scenario.SMSDomain: "secret", sandboxDomain: "secret"},
 		Users:      map[string]string{"alice": "password"},
 	})
 	w.tap = proctest.StartTap(t, w.srv.ComponentAddr())
-	w.tw = twiliotest.Start(t, accountSID, authToken)
+	w.tw = twiliotest.Start(t, scenario.AccountSID, scenario.AuthToken)
 	w.ingressAddr = proctest.FreeAddr(t)
 	w.alice = xmpptest.Login(t, w.srv, "alice", "password")
 	return w
@@ -82,12 +77,9 @@ func (w *world) start(name, role string) *gw {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		w.t.Fatal(err)
 	}
-	file := filepath.Join(dir, "xmppgw.yaml")
-	if err := os.WriteFile(file, []byte(w.config(role, httpAddr)), 0o600); err != nil {
-		w.t.Fatal(err)
-	}
+	file := w.config(role, httpAddr).Write(w.t, dir)
 	g := &gw{
-		Proc:     proctest.NewProc(w.t, "xmppgw "+name, filepath.Join(dir, "xmppgw.log"), binary, "run", "-c", file, "--role", role),
+		Proc:     proctest.NewProc(w.t, "xmppgw "+name, filepath.Join(dir, "xmppgw.log"), suite.Binary, "run", "-c", file, "--role", role),
 		name:     name,
 		role:     role,
 		httpAddr: httpAddr,
@@ -106,55 +98,22 @@ func (w *world) start(name, role string) *gw {
 
 // config is one file for every role: the processes of a deployment share
 // it; only http.listen differs (http.public_url is the ingress').
-func (w *world) config(role, httpAddr string) string {
-	return fmt.Sprintf(`role: %s
-xmpp:
-  server: %s
-bus:
-  url: %s
-  replicas: 3
-http:
-  listen: %s
-  public_url: http://%s
-log:
-  level: info
-gateways:
-  sms:
-    domain: %s
-    secret: secret
-    adapter: twilio
-    quota:
-      messages: 0
-    twilio:
-      account_sid: %s
-      auth_token: %s
-      api_url: %s
-      default_region: US
-      mps: 10000
-      numbers:
-        "%s": alice@localhost
-  sandbox:
-    domain: %s
-    secret: secret
-    adapter: sandbox
-    quota:
-      messages: 0
-`, role, w.tap.Addr(), w.nats.URL(), httpAddr, w.ingressAddr,
-		smsDomain, accountSID, authToken, w.tw.URL, aliceNum, sandboxDomain)
-}
-
-func (w *world) webhookURL() string { return "http://" + w.ingressAddr + "/twilio/sms/sms" }
-
-func (g *gw) get(path string) (int, string, error) {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(g.url + path)
-	if err != nil {
-		return 0, "", err
+func (w *world) config(role, httpAddr string) scenario.Config {
+	return scenario.Config{
+		Role:          role,
+		XMPPServer:    w.tap.Addr(),
+		BusURL:        w.nats.URL(),
+		BusReplicas:   3,
+		Listen:        httpAddr,
+		PublicURL:     "http://" + w.ingressAddr,
+		TwilioAPI:     w.tw.URL,
+		SandboxDomain: sandboxDomain,
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
 }
+
+func (w *world) webhookURL() string { return "http://" + w.ingressAddr + scenario.WebhookPath }
+
+func (g *gw) get(path string) (int, string, error) { return scenario.Get(g.url + path) }
 
 // waitReady polls /readyz until 200 with want in the body ("" for any),
 // the process exits or timeout passes; it returns the time it took and the
@@ -187,27 +146,8 @@ func (g *gw) metric(name string, labels ...string) (float64, bool) {
 	if err != nil || code != http.StatusOK {
 		return 0, false
 	}
-	sum := 0.0
-	for line := range strings.SplitSeq(body, "\n") {
-		if !strings.HasPrefix(line, name+"{") && !strings.HasPrefix(line, name+" ") {
-			continue
-		}
-		match := true
-		for _, l := range labels {
-			if !strings.Contains(line, l) {
-				match = false
-			}
-		}
-		if !match {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, false
-		}
-		sum += v
-	}
-	return sum, true
+	sum, _, ok := scenario.SumMetric(body, name, labels...)
+	return sum, ok
 }
 
 // pending is what the bus still holds, as the processes that consume it

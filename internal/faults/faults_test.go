@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -38,7 +39,8 @@ const settleTimeout = 120 * time.Second
 // the store cannot record acknowledgements (docs/reliability.md).
 const readOnlyPending = false
 
-type scenario struct {
+// faultScenario is one fault of TestFaults and how its outcome is judged.
+type faultScenario struct {
 	name string
 	// reportDuplicates: duplicates are a measurement, not a failure.
 	reportDuplicates bool
@@ -48,7 +50,7 @@ type scenario struct {
 	run func(t *testing.T) *env
 }
 
-var scenarios = []scenario{
+var scenarios = []faultScenario{
 	{name: "kill -9 mid-run", run: killGateway},
 	{name: "Prosody restart", run: restartProsody},
 	{name: "Twilio 20% 429 + 5% 500", run: twilioErrors},
@@ -68,7 +70,7 @@ func TestFaults(t *testing.T) {
 	t.Logf("all scenarios in %v\n%s", time.Since(began).Round(time.Second), results.String())
 }
 
-func runScenario(t *testing.T, sc scenario) {
+func runScenario(t *testing.T, sc faultScenario) {
 	e := sc.run(t)
 	settled := e.settle(settleTimeout)
 	r := e.account()
@@ -86,13 +88,13 @@ func runScenario(t *testing.T, sc scenario) {
 	for _, x := range r {
 		if x.lost > 0 {
 			if sc.reportLoss {
-				t.Logf("REPORTED, NOT FAILED (readOnlyPending): %d %s messages lost beyond the socket window: %s", x.lost, x.dir, short(x.lostIDs))
+				t.Logf("REPORTED, NOT FAILED (readOnlyPending): %d %s messages lost beyond the socket window: %s", x.lost, x.dir, scenario.Short(x.lostIDs))
 			} else {
-				t.Errorf("%s: %d %s messages lost beyond the socket window: %s", sc.name, x.lost, x.dir, short(x.lostIDs))
+				t.Errorf("%s: %d %s messages lost beyond the socket window: %s", sc.name, x.lost, x.dir, scenario.Short(x.lostIDs))
 			}
-			prefix := map[string]string{"out": "o-", "in": "i-"}[x.dir]
+			series := map[string]scenario.Series{"out": scenario.Out, "in": scenario.In}[x.dir]
 			for _, k := range x.lostIDs[:min(len(x.lostIDs), 5)] {
-				t.Logf("lost %s%05d: %s", prefix, k, e.trace(prefix, k))
+				t.Logf("lost %s: %s", series.ID(k), e.trace(series, k))
 			}
 		}
 		switch {
@@ -129,7 +131,7 @@ func tableOf(r [2]row) string {
 // four times faster than the usual pace, more than the gateway stores with
 // an fsync per write, so the kill finds work in flight at every stage.
 func killGateway(t *testing.T) *env {
-	e := newEnv(t, envOptions{rate: 4 * *flagRate})
+	e := newEnv(t, envOptions{rate: 4 * suite.Rate()})
 	e.start()
 	q := e.n / 4
 	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })

@@ -54,28 +54,22 @@
 package faults_test
 
 import (
-	"flag"
 	"os"
 	"testing"
 
-	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 )
 
 var (
-	// binary is xmppgw, built once without -race: the suite measures
+	// suite builds xmppgw once, without -race: the suite measures
 	// behaviour under faults at realistic speed; `make test` covers races.
-	binary string
-	// natsBinary is a stand-alone nats-server for the external-bus scenario.
-	natsBinary string
+	// Its nats-server is the stand-alone one of the external-bus scenario.
+	suite = scenario.NewSuite("xmppgw-faults-bin-", 2000, 250, "paced, both directions at once")
 
 	// results collects every scenario's rows for the final table.
 	results resultTable
-
-	flagN    = flag.Int("n", 2000, "messages per direction in each scenario")
-	flagRate = flag.Float64("rate", 250, "messages per second per direction (paced, both directions at once)")
 )
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	os.Exit(proctest.Main(m, "xmppgw-faults-bin-", &binary, &natsBinary, results.String))
+	os.Exit(suite.Main(m, results.String))
 }

@@ -4,17 +4,14 @@ package faults_test
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 )
 
 // newProc is a proctest.Proc whose log marks each start as the suite's.
@@ -44,13 +41,9 @@ type gatewayOptions struct {
 func startGateway(t *testing.T, dir string, o gatewayOptions) *gateway {
 	t.Helper()
 	httpAddr := proctest.FreeAddr(t)
-	cfg := gatewayConfig(httpAddr, o)
-	file := filepath.Join(dir, "xmppgw.yaml")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	file := gatewayConfig(httpAddr, o).Write(t, dir)
 	g := &gateway{
-		Proc:     newProc(t, "xmppgw", filepath.Join(dir, "xmppgw.log"), binary, "run", "-c", file),
+		Proc:     newProc(t, "xmppgw", filepath.Join(dir, "xmppgw.log"), suite.Binary, "run", "-c", file),
 		httpAddr: httpAddr,
 		url:      "http://" + httpAddr,
 	}
@@ -61,54 +54,21 @@ func startGateway(t *testing.T, dir string, o gatewayOptions) *gateway {
 	return g
 }
 
-// gatewayConfig is the Twilio gateway of the e2e tests, with alice's static
-// number, no per-user quota and an mps that does not throttle the run.
-func gatewayConfig(httpAddr string, o gatewayOptions) string {
-	bus := "  data_dir: " + o.dataDir
-	if o.busURL != "" {
-		bus = "  url: " + o.busURL
+// gatewayConfig is the one process of a scenario in every role: the sms
+// gateway alone, its own webhook URL as public_url.
+func gatewayConfig(httpAddr string, o gatewayOptions) scenario.Config {
+	return scenario.Config{
+		XMPPServer:     o.componentAddr,
+		BusURL:         o.busURL,
+		BusDataDir:     o.dataDir,
+		Listen:         httpAddr,
+		PublicURL:      "http://" + httpAddr,
+		TwilioAPI:      o.apiURL,
+		RequestTimeout: o.requestTimeout,
 	}
-	timeout := ""
-	if o.requestTimeout > 0 {
-		timeout = "      request_timeout: " + o.requestTimeout.String() + "\n"
-	}
-	return fmt.Sprintf(`xmpp:
-  server: %s
-bus:
-%s
-http:
-  listen: %s
-  public_url: http://%s
-log:
-  level: info
-gateways:
-  sms:
-    domain: %s
-    secret: secret
-    adapter: twilio
-    quota:
-      messages: 0
-    twilio:
-      account_sid: %s
-      auth_token: %s
-      api_url: %s
-      default_region: US
-      mps: 10000
-%s      numbers:
-        "%s": alice@localhost
-`, o.componentAddr, bus, httpAddr, httpAddr, smsDomain, accountSID, authToken, o.apiURL, timeout, aliceNum)
 }
 
-func (g *gateway) get(path string) (int, string, error) {
-	c := http.Client{Timeout: 3 * time.Second}
-	resp, err := c.Get(g.url + path)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), err
-}
+func (g *gateway) get(path string) (int, string, error) { return scenario.Get(g.url + path) }
 
 // waitReady polls /readyz until 200; it fails the test if the process exits
 // or the deadline passes.
@@ -151,18 +111,8 @@ func (g *gateway) pending() (n float64, ok bool) {
 	if err != nil || code != http.StatusOK {
 		return 0, false
 	}
-	for line := range strings.SplitSeq(body, "\n") {
-		if !strings.HasPrefix(line, "xmppgw_bus_pending_messages{") {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			return 0, false
-		}
-		n += v
-		ok = true
-	}
-	return n, ok
+	n, samples, ok := scenario.SumMetric(body, "xmppgw_bus_pending_messages")
+	return n, ok && samples > 0
 }
 
 // natsServer is a stand-alone nats-server with JetStream on a store dir.
@@ -178,7 +128,7 @@ func startNATS(t *testing.T, dir string) *natsServer {
 	store := filepath.Join(dir, "jetstream")
 	ns := &natsServer{
 		Proc: newProc(t, "nats-server", filepath.Join(dir, "nats-server.log"),
-			natsBinary, "-js", "-sd", store, "-a", host, "-p", port, "-n", "faults-nats"),
+			suite.NATSBinary, "-js", "-sd", store, "-a", host, "-p", port, "-n", "faults-nats"),
 		addr: addr,
 	}
 	ns.startAndWait(t)

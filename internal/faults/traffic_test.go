@@ -9,43 +9,16 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/scenario"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
-
-const (
-	smsDomain  = "sms.localhost"
-	accountSID = "AC00000000000000000000000000000000"
-	authToken  = "0123456789abcdef0123456789abcdef"
-	aliceNum   = "+15550009999"
-	friend     = "+15551230001"
-	friendJID  = friend + "@" + smsDomain
-)
-
-// Message numbering: outbound stanza ids and bodies are o-00001…, inbound
-// bodies i-00001…; the number is the index in the series.
-func outID(i int) string  { return fmt.Sprintf("o-%05d", i) }
-func inBody(i int) string { return fmt.Sprintf("i-%05d", i) }
-
-// number parses "o-00042" (prefix "o-") into 42; 0 if s is not one.
-func number(s, prefix string) int {
-	rest, ok := strings.CutPrefix(s, prefix)
-	if !ok || len(rest) != 5 {
-		return 0
-	}
-	n, err := strconv.Atoi(rest)
-	if err != nil {
-		return 0
-	}
-	return n
-}
 
 // env is one scenario's world: Prosody, the component tap, the fake Twilio,
 // the gateway process, alice's XMPP sessions, and the two traffic
@@ -73,19 +46,15 @@ type env struct {
 	outOn      []int // outOn[i]: 1-based index of the session message i was written on; 0: not written
 	outWritten int
 	outDone    bool
-	// Inbound, written by the poster.
-	inAttempts []int
-	inAccepted []bool
-	inOK       int
-	inStatus   map[string]int // non-200 answers by status (or "conn-error")
-	inDone     bool
+	// Inbound: written by the poster, and folded from what alice
+	// received (refresh).
+	inbound scenario.Inbound
+	inOK    int
+	inDone  bool
 	// Folded from what alice received (refresh).
-	outErr     []string // outErr[i]: the error condition alice got for message i
-	errConds   map[string]int
-	inRecv     []int      // copies of each inbound message alice received
-	inIDs      [][]string // their stanza ids
-	inArrivals []int      // first arrivals, in order
-	probes     int
+	outErr   []string // outErr[i]: the error condition alice got for message i
+	errConds map[string]int
+	probes   int
 	// Timeline and remarks for the report.
 	events []string
 	notes  []string
@@ -115,28 +84,24 @@ type envOptions struct {
 func newEnv(t *testing.T, o envOptions) *env {
 	t.Helper()
 	e := &env{
-		t: t, n: *flagN, rate: *flagRate, dir: t.TempDir(),
+		t: t, n: suite.N(), rate: suite.Rate(), dir: t.TempDir(),
 		relogin:  make(chan struct{}),
-		inStatus: map[string]int{},
 		errConds: map[string]int{},
 	}
 	if o.rate > 0 {
 		e.rate = o.rate
 	}
 	e.outOn = make([]int, e.n+1)
-	e.inAttempts = make([]int, e.n+1)
-	e.inAccepted = make([]bool, e.n+1)
 	e.outErr = make([]string, e.n+1)
-	e.inRecv = make([]int, e.n+1)
-	e.inIDs = make([][]string, e.n+1)
+	e.inbound = scenario.NewInbound(e.n)
 
 	e.srv = xmpptest.StartProsody(t, xmpptest.Options{
-		Components: map[string]string{smsDomain: "secret"},
+		Components: map[string]string{scenario.SMSDomain: "secret"},
 		Users:      map[string]string{"alice": "password"},
 		Offline:    o.offline,
 	})
 	e.tap = proctest.StartTap(t, e.srv.ComponentAddr())
-	e.tw = twiliotest.Start(t, accountSID, authToken)
+	e.tw = twiliotest.Start(t, scenario.AccountSID, scenario.AuthToken)
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(e.dir, "data")
 	}
@@ -158,7 +123,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-func (e *env) webhookURL() string { return e.gw.url + "/twilio/sms/sms" }
+func (e *env) webhookURL() string { return e.gw.url + scenario.WebhookPath }
 
 func (e *env) addSession(c *xmpptest.Client) {
 	e.mu.Lock()
@@ -168,30 +133,12 @@ func (e *env) addSession(c *xmpptest.Client) {
 	e.relogin = make(chan struct{})
 }
 
-// start runs the two generators. Both are paced at e.rate: a schedule, not
-// a guess — message i is due at i/rate after the start, and a generator
-// held up (by a retry) catches up at once, as a backlog would.
+// start runs the two generators, both paced at e.rate (see scenario.Due).
 func (e *env) start() {
 	e.began = time.Now()
 	e.wg.Add(2)
 	go e.sendOutbound()
 	go e.postInbound()
-}
-
-// due waits until message i (1-based) is due; false when cancelled.
-func (e *env) due(i int) bool {
-	d := time.Until(e.began.Add(time.Duration(float64(i-1) / e.rate * float64(time.Second))))
-	if d <= 0 {
-		return e.ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-e.ctx.Done():
-		return false
-	}
 }
 
 // sendOutbound is alice writing o-00001… to the friend's SMS JID. A write
@@ -205,10 +152,10 @@ func (e *env) sendOutbound() {
 		e.mu.Unlock()
 	}()
 	for i := 1; i <= e.n; i++ {
-		if !e.due(i) {
+		if !scenario.Due(e.ctx, e.began, e.rate, i) {
 			return
 		}
-		stanza := fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, outID(i), outID(i))
+		stanza := scenario.Chat(scenario.FriendJID, scenario.Out.ID(i))
 		for {
 			e.mu.Lock()
 			idx, s, relogin := len(e.sessions), e.sessions[len(e.sessions)-1], e.relogin
@@ -229,9 +176,8 @@ func (e *env) sendOutbound() {
 	}
 }
 
-// postInbound is Twilio delivering i-00001… to alice's number: one signed
-// webhook per message (its own MessageSid), re-posted with the same
-// parameters until the gateway answers 200, as Twilio retries.
+// postInbound is Twilio delivering i-00001… to alice's number (see
+// scenario.PostWebhook).
 func (e *env) postInbound() {
 	defer e.wg.Done()
 	defer func() {
@@ -241,36 +187,18 @@ func (e *env) postInbound() {
 	}()
 	url := e.webhookURL()
 	for i := 1; i <= e.n; i++ {
-		if !e.due(i) {
+		if !scenario.Due(e.ctx, e.began, e.rate, i) {
 			return
 		}
-		params := e.tw.InboundSMS(friend, aliceNum, inBody(i))
-		sig := twiliotest.Sign(authToken, url, params)
-		backoff := 50 * time.Millisecond
-		for {
-			status, _, err := twiliotest.PostForm(e.ctx, url, sig, params)
+		if !scenario.PostWebhook(e.ctx, e.tw, url, i, func(ok bool, answer string) {
 			e.mu.Lock()
-			e.inAttempts[i]++
-			if err == nil && status == http.StatusOK {
-				e.inAccepted[i] = true
+			defer e.mu.Unlock()
+			e.inbound.Answer(i, ok, answer)
+			if ok {
 				e.inOK++
-				e.mu.Unlock()
-				break
 			}
-			key := strconv.Itoa(status)
-			if err != nil {
-				key = "conn-error"
-			}
-			e.inStatus[key]++
-			e.mu.Unlock()
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-e.ctx.Done():
-				t.Stop()
-				return
-			}
-			backoff = min(2*backoff, time.Second)
+		}) {
+			return
 		}
 	}
 }
@@ -288,28 +216,19 @@ func (e *env) refresh() counts {
 				continue
 			}
 			if st.Type == "error" {
-				if k := number(st.ID, "o-"); k > 0 && k <= e.n && e.outErr[k] == "" {
-					cond := st.ErrorType + "/" + st.ErrorCondition
-					if strings.Contains(raw, "xmpp:prosody.im/protocol/component") {
-						cond += " (Prosody: component not connected)"
-					}
+				if k := scenario.Out.Number(st.ID); k > 0 && k <= e.n && e.outErr[k] == "" {
+					cond := scenario.ErrorCondition(st)
 					e.outErr[k] = cond
 					e.errConds[cond]++
 				}
 				continue
 			}
-			if k := number(st.Body, "i-"); k > 0 && k <= e.n && strings.HasPrefix(st.From, friendJID) {
-				if e.inRecv[k] == 0 {
-					e.inArrivals = append(e.inArrivals, k)
-				}
-				e.inRecv[k]++
-				e.inIDs[k] = append(e.inIDs[k], st.ID)
-			}
+			e.inbound.Receive(st)
 		}
 		s.seen = len(raws)
 	}
-	c := counts{outWritten: e.outWritten, inOK: e.inOK, outDone: e.outDone, inDone: e.inDone, inReceived: len(e.inArrivals)}
-	for _, n := range e.inStatus {
+	c := counts{outWritten: e.outWritten, inOK: e.inOK, outDone: e.outDone, inDone: e.inDone, inReceived: len(e.inbound.Arrivals)}
+	for _, n := range e.inbound.Status {
 		c.inRefused += n
 	}
 	copies := e.twilioCopies()
@@ -325,15 +244,7 @@ func (e *env) refresh() counts {
 }
 
 // twilioCopies counts the messages the fake Twilio accepted, per number.
-func (e *env) twilioCopies() []int {
-	copies := make([]int, e.n+1)
-	for _, m := range e.tw.Messages() {
-		if k := number(m.Body, "o-"); k > 0 && k <= e.n {
-			copies[k]++
-		}
-	}
-	return copies
-}
+func (e *env) twilioCopies() []int { return scenario.TwilioCopies(e.tw.Messages(), e.n) }
 
 // probe sends one fresh message each way, outside the numbered series (it
 // is not counted), and waits until both arrived: alice's at Twilio, the
@@ -344,13 +255,13 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 	id := fmt.Sprintf("probe-%d", e.probes)
 	s := e.sessions[len(e.sessions)-1]
 	e.mu.Unlock()
-	_ = s.c.Send(fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, id, id))
+	_ = s.c.Send(scenario.Chat(scenario.FriendJID, id))
 	ctx, cancel := context.WithTimeout(e.ctx, timeout)
 	defer cancel()
 	go func() {
 		url := e.webhookURL()
-		params := e.tw.InboundSMS(friend, aliceNum, id)
-		sig := twiliotest.Sign(authToken, url, params)
+		params := e.tw.InboundSMS(scenario.Friend, scenario.AliceNumber, id)
+		sig := twiliotest.Sign(scenario.AuthToken, url, params)
 		for ctx.Err() == nil {
 			if status, _, err := twiliotest.PostForm(ctx, url, sig, params); err == nil && status == http.StatusOK {
 				return
@@ -379,7 +290,7 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 			}
 			if errs > resent {
 				resent = errs
-				_ = s.c.Send(fmt.Sprintf(`<message to='%s' type='chat' id='%s'><body>%s</body></message>`, friendJID, id, id))
+				_ = s.c.Send(scenario.Chat(scenario.FriendJID, id))
 			}
 		}
 		if !in {
@@ -430,33 +341,21 @@ func (e *env) waitFor(what string, timeout time.Duration, cond func(counts) bool
 	return ok
 }
 
-// settle waits until the generators are done, the gateway's bus holds
-// nothing (no message waiting or unacknowledged) and the counts have been
-// still for a while: 2 s when every message is accounted for, 10 s when some
-// are not (late redeliveries get their chance). It gives up at the deadline.
+// settle waits until the traffic has settled (see scenario.Settle): the
+// gateway's bus empty and the counts still. It gives up at the deadline.
 func (e *env) settle(timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	var last counts
-	lastChange := time.Now()
-	for {
-		c := e.refresh()
-		if c != last {
-			last, lastChange = c, time.Now()
-		}
-		pending, known := e.gw.pending()
-		quiet := time.Since(lastChange)
-		if c.outDone && c.inDone && known && pending == 0 && quiet >= 2*time.Second {
-			if r := e.account(); (r[0].lost == 0 && r[1].lost == 0) || quiet >= 10*time.Second {
-				e.event("settled (bus empty, counts still for %v)", quiet.Round(time.Second))
-				return true
-			}
-		}
-		if time.Now().After(deadline) {
-			e.event("deadline: not settled after %v (bus pending %v, known %v; %+v)", timeout, pending, known, c)
-			return false
-		}
-		time.Sleep(200 * time.Millisecond) // polling interval
-	}
+	return scenario.Settle(timeout, scenario.Progress[counts]{
+		Refresh: func() (counts, bool) {
+			c := e.refresh()
+			return c, c.outDone && c.inDone
+		},
+		Pending: e.gw.pending,
+		Clean: func() bool {
+			r := e.account()
+			return r[0].lost == 0 && r[1].lost == 0
+		},
+		Event: e.event,
+	})
 }
 
 // row is one line of the result table.
@@ -468,9 +367,10 @@ type row struct {
 	reportedButDelivered, notSent, c2sWindow, compWindow int
 	srvWindow                                            int // outbound: queued in the XMPP server for a stream that died
 	closeWindow                                          int // outbound: crossed the component's </stream:stream>, store refusing
-	// dupWindow: inbound copies the gateway said it wrote as the store
-	// failed (before the acknowledgement could be recorded), each with
-	// the stanza id of the first copy. Not counted in dup.
+	// dupWindow: inbound copies written again because the first write's
+	// acknowledgement was lost — the gateway was killed right after the
+	// write, or (it logs them) the store failed before recording it — each
+	// with the stanza id of the first copy. Not counted in dup.
 	dupWindow int
 	inFlight  int // inbound window: written while the connection closed, unseen
 }
@@ -486,24 +386,7 @@ func (e *env) account() [2]row {
 
 	// Outbound.
 	out := row{dir: "out"}
-	type pos struct{ conn, at int }
-	onTap := map[int]pos{}
-	lastThrough := make([]int, len(tap)) // per tap connection: last position that got through
-	for ci, c := range tap {
-		lastThrough[ci] = -1
-		for at, id := range c.ToComp {
-			k := number(id, "o-")
-			if k == 0 || k > e.n {
-				continue
-			}
-			if _, dup := onTap[k]; !dup {
-				onTap[k] = pos{ci, at}
-			}
-			if copies[k] > 0 || e.outErr[k] != "" {
-				lastThrough[ci] = at
-			}
-		}
-	}
+	toComp := scenario.ToComponent(tap, scenario.Out, e.n, func(k int) bool { return copies[k] > 0 || e.outErr[k] != "" })
 	// Per abruptly ended component connection: the span of message
 	// numbers after the last one it carried and before the first one the
 	// next connection carried. Alice sends in number order, so a message in
@@ -518,13 +401,13 @@ func (e *env) account() [2]row {
 		}
 		sp := span{after: 0, before: e.n + 1}
 		for _, id := range c.ToComp {
-			if k := number(id, "o-"); k > sp.after && k <= e.n {
+			if k := scenario.Out.Number(id); k > sp.after && k <= e.n {
 				sp.after = k
 			}
 		}
 		if ci+1 < len(tap) {
 			for _, id := range tap[ci+1].ToComp {
-				if k := number(id, "o-"); k > 0 && k < sp.before {
+				if k := scenario.Out.Number(id); k > 0 && k < sp.before {
 					sp.before = k
 				}
 			}
@@ -544,20 +427,12 @@ func (e *env) account() [2]row {
 	lastReached := make([]int, len(e.sessions)+1)
 	for k := 1; k <= e.n; k++ {
 		if s := e.outOn[k]; s > 0 {
-			if _, seen := onTap[k]; seen || copies[k] > 0 || e.outErr[k] != "" {
+			if toComp.Seen(k) || copies[k] > 0 || e.outErr[k] != "" {
 				lastReached[s] = k
 			}
 		}
 	}
-	var order []int
-	seen := map[int]bool{}
-	for _, m := range e.tw.Messages() {
-		if k := number(m.Body, "o-"); k > 0 && k <= e.n && !seen[k] {
-			seen[k] = true
-			order = append(order, k)
-		}
-	}
-	out.outOfOrder = outOfOrder(order)
+	out.outOfOrder = scenario.OutOfOrder(scenario.TwilioOrder(e.tw.Messages(), e.n))
 	// Messages the gateway says it could neither store nor answer because
 	// its stream had closed (it read them after sending its own
 	// </stream:stream>, with the store refusing writes).
@@ -565,7 +440,7 @@ func (e *env) account() [2]row {
 	for _, l := range e.gw.LogLines(func(l string) bool { return strings.Contains(l, "neither stored nor reported") }) {
 		if _, id, ok := strings.Cut(l, " id="); ok {
 			id, _, _ = strings.Cut(id, " ")
-			unanswerable[number(id, "o-")] = true
+			unanswerable[scenario.Out.Number(id)] = true
 		}
 	}
 	for k := 1; k <= e.n; k++ {
@@ -584,13 +459,14 @@ func (e *env) account() [2]row {
 		case e.outErr[k] != "":
 			out.errors++
 		default:
-			p, seen := onTap[k]
+			conn, tail := toComp.Tail(k)
+			seen := toComp.Seen(k)
 			switch {
-			case seen && tap[p.conn].Ended && tap[p.conn].Abrupt && p.at > lastThrough[p.conn]:
+			case toComp.Window(k):
 				out.window++
 				out.compWindow++
 				out.windowIDs = append(out.windowIDs, k)
-			case seen && tap[p.conn].CompClosed && p.at > lastThrough[p.conn] && unanswerable[k]:
+			case tail && conn.CompClosed && unanswerable[k]:
 				// Prosody wrote it before it read the component's close,
 				// after the last message the connection got through: the
 				// gateway read it with its stream closed, and says so.
@@ -617,48 +493,12 @@ func (e *env) account() [2]row {
 
 	// Inbound.
 	in := row{dir: "in", sent: e.n}
-	lastRecv := make([]int, len(tap))
-	for ci, c := range tap {
-		lastRecv[ci] = -1
-		for at, body := range c.ToServer {
-			if k := number(body, "i-"); k > 0 && k <= e.n && e.inRecv[k] > 0 {
-				lastRecv[ci] = at
-			}
-		}
-	}
-	inWindow := map[int]bool{}
-	onTapIn := map[int]bool{}
-	for _, c := range tap {
-		for _, body := range slices.Concat(c.ToServer, c.ToServerAfterClose) {
-			onTapIn[number(body, "i-")] = true
-		}
-	}
-	for ci, c := range tap {
-		if !c.Ended || !c.Abrupt {
-			continue
-		}
-		last := 0
-		for at, body := range c.ToServer {
-			k := number(body, "i-")
-			if k > 0 && k <= e.n && at > lastRecv[ci] {
-				inWindow[k] = true
-			}
-			last = max(last, k)
-		}
-		// The gateway writes inbound messages one at a time, in order. When
-		// the server closed first, the write in progress at that moment may
-		// have been taken by TCP but not by the tap, which has to close its
-		// end (so that the gateway's next write fails, as on a direct
-		// connection) with it unread: the next message after the last one
-		// seen, if nobody saw it at all, is that one.
-		if k := last + 1; last > 0 && k <= e.n && !onTapIn[k] && e.inRecv[k] == 0 && e.inAccepted[k] {
-			inWindow[k] = true
-			in.inFlight++
-		}
-	}
+	inWindow, inFlight := e.inbound.Window(tap)
+	in.inFlight = inFlight
 	// Stanza ids of inbound messages the gateway wrote as the store failed
-	// (it says so, naming them): a repeat of one after the repair is that
-	// window, if every copy has the same id.
+	// (it says so, naming them): a repeat of one after the repair is the
+	// window, if every copy has the same id; so is the message written
+	// last before kill -9 and again first after it (RewrittenAfterCut).
 	writtenAsStoreFailed := map[string]bool{}
 	for _, l := range e.gw.LogLines(func(l string) bool { return strings.Contains(l, "may be delivered again after the repair") }) {
 		if _, id, ok := strings.Cut(l, " stanza_id="); ok {
@@ -666,17 +506,18 @@ func (e *env) account() [2]row {
 			writtenAsStoreFailed[id] = true
 		}
 	}
+	rewritten := e.inbound.RewrittenAfterCut(tap)
 	attempts := 0
 	for k := 1; k <= e.n; k++ {
-		attempts += e.inAttempts[k]
+		attempts += e.inbound.Attempts[k]
 		switch {
-		case e.inRecv[k] > 1 && len(slices.Compact(slices.Clone(e.inIDs[k]))) == 1 && writtenAsStoreFailed[e.inIDs[k][0]]:
+		case e.inbound.Received[k] > 1 && e.inbound.SameID(k) && (writtenAsStoreFailed[e.inbound.IDs[k][0]] || rewritten[k]):
 			in.delivered++
-			in.dupWindow += e.inRecv[k] - 1
-		case e.inRecv[k] > 0:
+			in.dupWindow += e.inbound.Received[k] - 1
+		case e.inbound.Received[k] > 0:
 			in.delivered++
-			in.dup += e.inRecv[k] - 1
-		case !e.inAccepted[k]:
+			in.dup += e.inbound.Received[k] - 1
+		case !e.inbound.Accepted[k]:
 			in.errors++ // never answered 200: the provider still has it
 		case inWindow[k]:
 			in.window++
@@ -688,7 +529,7 @@ func (e *env) account() [2]row {
 		}
 	}
 	in.retries = attempts - e.inOK
-	in.outOfOrder = outOfOrder(e.inArrivals)
+	in.outOfOrder = scenario.OutOfOrder(e.inbound.Arrivals)
 	return [2]row{out, in}
 }
 
@@ -701,61 +542,35 @@ func (e *env) sessionEnded(idx int) bool {
 	}
 }
 
-// outOfOrder counts arrivals that came after a higher-numbered one.
-func outOfOrder(arrivals []int) int {
-	n, high := 0, 0
-	for _, k := range arrivals {
-		if k < high {
-			n++
-		}
-		high = max(high, k)
-	}
-	return n
-}
-
 // describe lists what the report needs besides the numbers.
 func (e *env) describe(r [2]row) string {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	var b strings.Builder
 	if len(e.errConds) > 0 {
-		b.WriteString("errors to alice: ")
-		for i, k := range slices.Sorted(maps.Keys(e.errConds)) {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s ×%d", k, e.errConds[k])
-		}
-		b.WriteString("; ")
+		b.WriteString("errors to alice: " + scenario.Tally(e.errConds) + "; ")
 	}
-	if len(e.inStatus) > 0 {
-		b.WriteString("webhook answers other than 200: ")
-		for i, k := range slices.Sorted(maps.Keys(e.inStatus)) {
-			if i > 0 {
-				b.WriteString(", ")
-			}
-			fmt.Fprintf(&b, "%s ×%d", k, e.inStatus[k])
-		}
-		b.WriteString("; ")
+	if len(e.inbound.Status) > 0 {
+		b.WriteString("webhook answers other than 200: " + scenario.Tally(e.inbound.Status) + "; ")
 	}
 	if n := r[0].notSent; n > 0 {
 		fmt.Fprintf(&b, "%d outbound never written by alice; ", n)
 	}
 	if r[0].window > 0 {
 		fmt.Fprintf(&b, "outbound window: %d on the component socket, %d queued in Prosody for the dead stream, %d read after the component closed its stream, with the store refusing, %d on alice's c2s socket %v; ",
-			r[0].compWindow, r[0].srvWindow, r[0].closeWindow, r[0].c2sWindow, short(r[0].windowIDs))
+			r[0].compWindow, r[0].srvWindow, r[0].closeWindow, r[0].c2sWindow, scenario.Short(r[0].windowIDs))
 	}
 	if r[1].window > 0 {
-		fmt.Fprintf(&b, "inbound window %v (%d of them in the write when the connection closed); ", short(r[1].windowIDs), r[1].inFlight)
+		fmt.Fprintf(&b, "inbound window %v (%d of them in the write when the connection closed); ", scenario.Short(r[1].windowIDs), r[1].inFlight)
 	}
 	if r[1].dupWindow > 0 {
-		fmt.Fprintf(&b, "inbound: %d copies of messages the gateway wrote as the store failed (it logged them; same stanza id); ", r[1].dupWindow)
+		fmt.Fprintf(&b, "inbound: %d copies of messages written again after a write whose acknowledgement was lost (kill -9 right after it, or the store failing as the gateway logged; same stanza id); ", r[1].dupWindow)
 	}
 	if r[0].lost > 0 {
-		fmt.Fprintf(&b, "LOST outbound %v; ", short(r[0].lostIDs))
+		fmt.Fprintf(&b, "LOST outbound %v; ", scenario.Short(r[0].lostIDs))
 	}
 	if r[1].lost > 0 {
-		fmt.Fprintf(&b, "LOST inbound %v; ", short(r[1].lostIDs))
+		fmt.Fprintf(&b, "LOST inbound %v; ", scenario.Short(r[1].lostIDs))
 	}
 	if r[0].dup > 0 {
 		fmt.Fprintf(&b, "outbound duplicates: %s; ", e.duplicatesLocked())
@@ -764,21 +579,21 @@ func (e *env) describe(r [2]row) string {
 		var ids []int
 		same := 0
 		for k := 1; k <= e.n; k++ {
-			if e.inRecv[k] > 1 {
+			if e.inbound.Received[k] > 1 {
 				ids = append(ids, k)
-				if len(slices.Compact(slices.Clone(e.inIDs[k]))) == 1 {
+				if e.inbound.SameID(k) {
 					same++
 				}
 			}
 		}
-		fmt.Fprintf(&b, "inbound duplicates %s (%d of %d with the same stanza id each time); ", short(ids), same, len(ids))
+		fmt.Fprintf(&b, "inbound duplicates %s (%d of %d with the same stanza id each time); ", scenario.Short(ids), same, len(ids))
 	}
 	if r[0].reportedButDelivered > 0 {
 		var parts []string
 		copies := e.twilioCopies()
 		for k := 1; k <= e.n; k++ {
 			if e.outErr[k] != "" && copies[k] > 0 {
-				parts = append(parts, outID(k)+" ("+e.outErr[k]+")")
+				parts = append(parts, scenario.Out.ID(k)+" ("+e.outErr[k]+")")
 			}
 		}
 		fmt.Fprintf(&b, "reported as errors but delivered: %s; ", strings.Join(parts, ", "))
@@ -794,14 +609,14 @@ func (e *env) describe(r [2]row) string {
 func (e *env) duplicatesLocked() string {
 	created := map[int][]string{}
 	for _, m := range e.tw.Messages() {
-		if k := number(m.Body, "o-"); k > 0 {
+		if k := scenario.Out.Number(m.Body); k > 0 {
 			created[k] = append(created[k], fmt.Sprintf("%.2fs", m.Created.Sub(e.began).Seconds()))
 		}
 	}
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(created)) {
 		if len(created[k]) > 1 {
-			parts = append(parts, fmt.Sprintf("%s at %s", outID(k), strings.Join(created[k], "+")))
+			parts = append(parts, fmt.Sprintf("%s at %s", scenario.Out.ID(k), strings.Join(created[k], "+")))
 		}
 	}
 	if len(parts) > 12 {
@@ -810,13 +625,15 @@ func (e *env) duplicatesLocked() string {
 	return strings.Join(parts, ", ")
 }
 
-// trace tells where the tap saw a message: "conn#2[ended] pos 17/40".
-func (e *env) trace(prefix string, k int) string {
+// trace tells where the tap saw message k of series s (Out or In):
+// "conn#2[ended] pos 17/40".
+func (e *env) trace(s scenario.Series, k int) string {
 	var where []string
+	want := s.ID(k)
 	for ci, c := range e.tap.Snapshot() {
-		list, after, want := c.ToComp, c.ToCompAfterClose, outID(k)
-		if prefix == "i-" {
-			list, after, want = c.ToServer, c.ToServerAfterClose, inBody(k)
+		list, after := c.ToComp, c.ToCompAfterClose
+		if s == scenario.In {
+			list, after = c.ToServer, c.ToServerAfterClose
 		}
 		state := "open"
 		if c.Ended {
@@ -837,13 +654,6 @@ func (e *env) trace(prefix string, k int) string {
 		return "not seen on the component socket"
 	}
 	return strings.Join(where, ", ")
-}
-
-func short(ids []int) string {
-	if len(ids) <= 12 {
-		return fmt.Sprint(ids)
-	}
-	return fmt.Sprintf("%v… (%d in all)", ids[:12], len(ids))
 }
 
 // resultTable is the report of every scenario.
