@@ -449,7 +449,7 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
 	ack, err := b.js.Publish(pctx, subject, data, opts...)
 	if err != nil && errors.Is(context.Cause(pctx), ErrStoreRefusing) {
-		return false, fmt.Errorf("bus: publish %s: %w: %v", subject, ErrStoreRefusing, b.StoreFault())
+		return false, fmt.Errorf("bus: publish %s: %w (%w): %v", subject, ErrStoreRefusing, ErrOutcomeUnknown, b.StoreFault())
 	}
 	// Write health is tracked for the embedded server, whose store is
 	// local and keeps a write error (full or read-only disk) until the
@@ -460,6 +460,10 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 		b.health.recordPublish(subject, err)
 	}
 	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
+			// It left, and no answer came back.
+			return false, fmt.Errorf("bus: publish %s: %w (%w)", subject, err, ErrOutcomeUnknown)
+		}
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
 	b.health.recordPublish(subject, nil)

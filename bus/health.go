@@ -16,6 +16,12 @@ import (
 // accepts them again).
 var ErrStoreRefusing = errors.New("the message store is refusing writes")
 
+// ErrOutcomeUnknown marks a publish that reached the store and got no
+// answer (a timeout, or the store failing while it waited): the message may
+// have been stored, and may still be delivered. A publish refused without
+// trying, or refused by the store, does not carry it.
+var ErrOutcomeUnknown = errors.New("no answer from the store: the message may have been stored")
+
 const retryInterval = 250 * time.Millisecond
 
 // degradedTimeout caps publishes while the store is refusing writes, so a

@@ -51,8 +51,8 @@ func TestStoreFaultRefusesUntilRestart(t *testing.T) {
 	}
 	began := time.Now()
 	_, err := b.Publish(ctx, InSubject("g"), env, "m1")
-	if !errors.Is(err, ErrStoreRefusing) || !IsStorageFull(err) {
-		t.Fatalf("publish during a store fault: %v, want ErrStoreRefusing", err)
+	if !errors.Is(err, ErrStoreRefusing) || !IsStorageFull(err) || errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("publish during a store fault: %v, want ErrStoreRefusing, known not stored", err)
 	}
 	if d := time.Since(began); d > 100*time.Millisecond {
 		t.Errorf("the refusal took %v; it should not try the store", d)
@@ -92,25 +92,51 @@ func TestStoreFaultRefusesUntilRestart(t *testing.T) {
 	}
 }
 
-// A publish already waiting on the store when a fault is recorded gives up
-// at once: the store will not answer it.
-func TestStoreFaultEndsWaitingPublishes(t *testing.T) {
-	ctx, b := openEmbedded(t)
-	// A store that never answers: the stream is gone, and a subscriber
-	// takes the publish without replying.
-	if err := b.js.DeleteStream(ctx, StreamOut); err != nil {
+// silentStore replaces the store of subject's stream with one that never
+// answers: the stream is gone, and a subscriber takes each publish (sent on
+// the returned channel) without replying.
+func silentStore(t *testing.T, ctx context.Context, b *Bus, stream, subject string) <-chan *nats.Msg {
+	t.Helper()
+	if err := b.js.DeleteStream(ctx, stream); err != nil {
 		t.Fatal(err)
 	}
-	taken := make(chan *nats.Msg, 1)
-	sub, err := b.nc.ChanSubscribe(OutSubject("g"), taken)
+	taken := make(chan *nats.Msg, 8)
+	sub, err := b.nc.ChanSubscribe(subject, taken)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer sub.Unsubscribe()
-	env := &Envelope{Kind: KindMessage, ID: "m", Gateway: "g", User: "a@example.com", Contact: "+1555", Message: &Message{Body: "x"}}
+	t.Cleanup(func() { sub.Unsubscribe() })
+	return taken
+}
+
+var testEnvelope = &Envelope{Kind: KindMessage, ID: "m", Gateway: "g", User: "a@example.com", Contact: "+1555", Message: &Message{Body: "x"}}
+
+// A publish that reached the store and got no answer by the caller's
+// deadline has an unknown outcome: the message may have been stored.
+func TestPublishWithoutAnswerHasUnknownOutcome(t *testing.T) {
+	ctx, b := openEmbedded(t)
+	taken := silentStore(t, ctx, b, StreamOut, OutSubject("g"))
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	_, err := b.Publish(short, OutSubject("g"), testEnvelope, "m0")
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrOutcomeUnknown) {
+		t.Fatalf("publish without an answer: %v, want a deadline with an unknown outcome", err)
+	}
+	select {
+	case <-taken:
+	default:
+		t.Fatal("the publish did not reach the store")
+	}
+}
+
+// A publish already waiting on the store when a fault is recorded gives up
+// at once, its outcome unknown: the store will not answer it.
+func TestStoreFaultEndsWaitingPublishes(t *testing.T) {
+	ctx, b := openEmbedded(t)
+	taken := silentStore(t, ctx, b, StreamOut, OutSubject("g"))
 	done := make(chan error, 1)
 	go func() {
-		_, err := b.Publish(ctx, OutSubject("g"), env, "m1")
+		_, err := b.Publish(ctx, OutSubject("g"), testEnvelope, "m1")
 		done <- err
 	}()
 	select {
@@ -121,8 +147,8 @@ func TestStoreFaultEndsWaitingPublishes(t *testing.T) {
 	b.InjectStoreFault(StreamOut, errors.New("sync 1.blk: input/output error"))
 	select {
 	case err := <-done:
-		if !errors.Is(err, ErrStoreRefusing) {
-			t.Fatalf("publish: %v, want ErrStoreRefusing", err)
+		if !errors.Is(err, ErrStoreRefusing) || !errors.Is(err, ErrOutcomeUnknown) {
+			t.Fatalf("publish: %v, want ErrStoreRefusing with an unknown outcome", err)
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("the waiting publish did not give up when the fault was recorded")

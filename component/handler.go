@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"encoding/xml"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -216,6 +217,11 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 		if bus.IsStorageFull(err) {
 			cond = "resource-constraint"
 			text = "the gateway cannot store messages right now; please send it again later"
+		}
+		if errors.Is(err, bus.ErrOutcomeUnknown) {
+			// Its store took the message and did not answer: it may be
+			// queued after all. Say so, rather than invite a duplicate.
+			text = "the gateway could not confirm that it queued this message (its store did not answer); it may still be delivered"
 		}
 		if err := c.replyMessageError(w, m, "wait", cond, text); err != nil {
 			// The stream closed under us (shutdown, or the server went

@@ -2,6 +2,8 @@ package component_test
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,11 +14,11 @@ import (
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
-// A message whose store is still answering when the gateway is told to stop
-// gets its answer before the stream closes: here the store refuses it, and
-// the sender must be told so (an error reply written after our
-// </stream:stream> would never reach anybody, and the message would be
-// neither stored nor reported).
+// A message whose store is still working on it when the gateway is told to
+// stop gets its answer before the stream closes: here the disk fails
+// meanwhile, and the sender must be told that the message may or may not
+// be queued (an error reply written after our </stream:stream> would never
+// reach anybody, and the message would be neither stored nor reported).
 func TestShutdownAnswersTheStanzaBeingStored(t *testing.T) {
 	srv := xmpptest.StartProsody(t, xmpptest.Options{
 		Components: map[string]string{domain: "secret"},
@@ -67,9 +69,8 @@ func TestShutdownAnswersTheStanzaBeingStored(t *testing.T) {
 
 	alice := xmpptest.Login(t, srv, "alice", "password")
 	id := alice.SendChat(t, "+15551234567@"+domain, "in flight at shutdown")
-	var req *nats.Msg
 	select {
-	case req = <-stores:
+	case <-stores:
 	case <-time.After(timeout):
 		t.Fatal("the component did not try to store the message")
 	}
@@ -80,12 +81,12 @@ func TestShutdownAnswersTheStanzaBeingStored(t *testing.T) {
 	// fetch waits up to 1 s), then closes. A shutdown that waits is not
 	// affected by this pause; nothing here waits for a result by sleeping.
 	time.Sleep(1500 * time.Millisecond) // lets the bug show
-	if err := req.Respond([]byte(`{"error":{"code":503,"err_code":10077,"description":"insufficient resources"}}`)); err != nil {
-		t.Fatal(err)
-	}
+	// Then the disk fails: the store will not answer, and the sender is
+	// told that the message may or may not have been queued.
+	b.InjectStoreFault(bus.StreamOut, errors.New("sync 1.blk: input/output error"))
 	s := alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.ID == id })
-	if s.Type != "error" || s.ErrorType != "wait" {
-		t.Fatalf("the sender got %s, want a wait error reply", s.Raw)
+	if s.Type != "error" || s.ErrorType != "wait" || s.ErrorCondition != "resource-constraint" || !strings.Contains(s.ErrorText, "may still be delivered") {
+		t.Fatalf("the sender got %s, want a wait resource-constraint error saying the message may still be delivered", s.Raw)
 	}
 	select {
 	case err := <-done:
