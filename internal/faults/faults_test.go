@@ -20,32 +20,15 @@ import (
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
-// ambiguousDedupPending: a create call that Twilio accepted but answered
-// after the client gave up must not be sent again; the product change that
-// records attempts in KV and looks such an attempt up at Twilio before a
-// resend is being worked on (its first version matches only among the 50
-// most recent messages of the conversation, which sustained traffic pushes
-// the original out of). Until it is done, duplicates in the late-answer
-// scenario are measured and reported, not failed. Set to false then.
-const ambiguousDedupPending = false
-
 // settleTimeout bounds how long a scenario waits, after its fault, for every
 // message to be accounted for.
 const settleTimeout = 120 * time.Second
 
-// readOnlyPending: losses and duplicates in the read-only disk scenario
-// are reported, not failed. False since the shutdown path answers the
-// stanza being stored before closing the stream, and deliveries wait while
-// the store cannot record acknowledgements (docs/reliability.md).
-const readOnlyPending = false
-
-// faultScenario is one fault of TestFaults and how its outcome is judged.
+// faultScenario is one fault of TestFaults. Every scenario fails on a lost
+// or duplicated message, and on a message reported to alice as failed that
+// was delivered all the same.
 type faultScenario struct {
 	name string
-	// reportDuplicates: duplicates are a measurement, not a failure.
-	reportDuplicates bool
-	// reportLoss: losses are a measurement, not a failure.
-	reportLoss bool
 	// run builds the world, starts the traffic and injects the fault.
 	run func(t *testing.T) *env
 }
@@ -54,10 +37,10 @@ var scenarios = []faultScenario{
 	{name: "kill -9 mid-run", run: killGateway},
 	{name: "Prosody restart", run: restartProsody},
 	{name: "Twilio 20% 429 + 5% 500", run: twilioErrors},
-	{name: "Twilio answers late", run: twilioLate, reportDuplicates: ambiguousDedupPending},
+	{name: "Twilio answers late", run: twilioLate},
 	{name: "external NATS restart", run: restartNATS},
 	{name: "data disk full", run: diskFull},
-	{name: "data disk read-only", run: diskReadOnly, reportDuplicates: readOnlyPending, reportLoss: readOnlyPending},
+	{name: "data disk read-only", run: diskReadOnly},
 }
 
 // TestFaults runs every scenario in turn (they share two cores: in parallel
@@ -87,22 +70,20 @@ func runScenario(t *testing.T, sc faultScenario) {
 	}
 	for _, x := range r {
 		if x.lost > 0 {
-			if sc.reportLoss {
-				t.Logf("REPORTED, NOT FAILED (readOnlyPending): %d %s messages lost beyond the socket window: %s", x.lost, x.dir, scenario.Short(x.lostIDs))
-			} else {
-				t.Errorf("%s: %d %s messages lost beyond the socket window: %s", sc.name, x.lost, x.dir, scenario.Short(x.lostIDs))
-			}
+			t.Errorf("%s: %d %s messages lost beyond the socket window: %s", sc.name, x.lost, x.dir, scenario.Short(x.lostIDs))
 			series := map[string]scenario.Series{"out": scenario.Out, "in": scenario.In}[x.dir]
 			for _, k := range x.lostIDs[:min(len(x.lostIDs), 5)] {
 				t.Logf("lost %s: %s", series.ID(k), e.trace(series, k))
 			}
 		}
-		switch {
-		case x.dup == 0:
-		case sc.reportDuplicates:
-			t.Logf("REPORTED, NOT FAILED (pending fix, see the scenario's flag): %d %s duplicates", x.dup, x.dir)
-		default:
+		if x.dup > 0 {
 			t.Errorf("%s: %d %s duplicates", sc.name, x.dup, x.dir)
+		}
+		if len(x.misreported) > 0 {
+			// A definite error ("send it again later") must mean the
+			// message went nowhere: alice would send a duplicate.
+			t.Errorf("%s: %d %s messages reported to alice as failed were delivered all the same: %s",
+				sc.name, len(x.misreported), x.dir, scenario.Short(x.misreported))
 		}
 	}
 	if dir := os.Getenv("FAULTS_KEEP_LOGS"); dir != "" {

@@ -43,8 +43,9 @@
 // down, that never reached the component (the c2s window, no XEP-0198), are
 // counted in the window the same way. Messages written after the writer's
 // own </stream:stream> are never in the window. Anything else unaccounted
-// for is lost; lost or duplicated messages fail the test, except duplicates
-// in the late-answer scenario while ambiguousDedupPending is set.
+// for is lost; lost or duplicated messages fail the test, and so does a
+// message alice was told had failed (not "may still be delivered") that
+// was delivered all the same.
 //
 // A scenario ends when both generators are done, the gateway's bus holds
 // nothing (xmppgw_bus_pending_messages is 0) and the counts have not moved

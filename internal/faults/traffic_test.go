@@ -365,8 +365,9 @@ type row struct {
 	retries, outOfOrder                                  int
 	lostIDs, windowIDs                                   []int
 	reportedButDelivered, notSent, c2sWindow, compWindow int
-	srvWindow                                            int // outbound: queued in the XMPP server for a stream that died
-	closeWindow                                          int // outbound: crossed the component's </stream:stream>, store refusing
+	misreported                                          []int // reported as failed (outcome known), delivered all the same
+	srvWindow                                            int   // outbound: queued in the XMPP server for a stream that died
+	closeWindow                                          int   // outbound: crossed the component's </stream:stream>, store refusing
 	// dupWindow: inbound copies written again because the first write's
 	// acknowledgement was lost — the gateway was killed right after the
 	// write, or (it logs them) the store failed before recording it — each
@@ -455,6 +456,9 @@ func (e *env) account() [2]row {
 			out.dup += copies[k] - 1
 			if e.outErr[k] != "" {
 				out.reportedButDelivered++
+				if !strings.Contains(e.outErr[k], scenario.OutcomeUnknown) {
+					out.misreported = append(out.misreported, k)
+				}
 			}
 		case e.outErr[k] != "":
 			out.errors++

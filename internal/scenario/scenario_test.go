@@ -192,6 +192,8 @@ func TestErrorCondition(t *testing.T) {
 			"wait/resource-constraint"},
 		{`<message type="error" id="o-00001"><error type="cancel"><service-unavailable xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><component-not-connected xmlns="xmpp:prosody.im/protocol/component"/></error></message>`,
 			"cancel/service-unavailable (Prosody: component not connected)"},
+		{`<message type="error" id="o-00001"><error type="wait"><resource-constraint xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/><text xmlns="urn:ietf:params:xml:ns:xmpp-stanzas">the gateway could not confirm that it queued this message (its store did not answer); it may still be delivered</text></error></message>`,
+			"wait/resource-constraint " + scenario.OutcomeUnknown},
 	} {
 		st, err := xmpptest.ParseStanza(tc.raw)
 		if err != nil {

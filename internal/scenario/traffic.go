@@ -107,8 +107,16 @@ func ErrorCondition(st xmpptest.Stanza) string {
 	if strings.Contains(st.Raw, "xmpp:prosody.im/protocol/component") {
 		cond += " (Prosody: component not connected)"
 	}
+	if strings.Contains(st.ErrorText, "may still be delivered") {
+		cond += " " + OutcomeUnknown
+	}
 	return cond
 }
+
+// OutcomeUnknown marks, in ErrorCondition, an error in which the gateway
+// said the message may still be delivered (its store took the message and
+// did not answer): unlike other errors, such a message may arrive.
+const OutcomeUnknown = "(outcome unknown)"
 
 // TwilioCopies counts the messages of the Out series (numbers 1 to n) the
 // fake Twilio accepted, per number.
