@@ -24,7 +24,9 @@
 //     (with Disconnect) Start against an unreachable network returns by its
 //     deadline; Stop afterwards is safe.
 //   - SendDisconnected (needs Disconnect): Send while the network is
-//     unreachable fails within its deadline with a transient error; after
+//     unreachable fails within its deadline with a transient error (over a
+//     protocol without acknowledgements the first Send may still be taken
+//     by a socket the server had closed; the second must fail); after
 //     Reconnect the same message, retried as the Runner would, goes out.
 //   - Errors (needs Invalid): Send to Invalid fails permanently with a
 //     *gateways.Error carrying a Condition and a Text, and sends nothing.

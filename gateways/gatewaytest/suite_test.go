@@ -233,6 +233,7 @@ func TestChecksCatchBrokenAdapters(t *testing.T) {
 		{"Start ignores its context", "StartContext", toy.Faults{StartIgnoresContext: true}, toyOpts{}, "did not return within"},
 		{"outage is permanent", "SendDisconnected", toy.Faults{PermanentWhenDown: true}, toyOpts{}, "a permanent error"},
 		{"Send hangs in an outage", "SendDisconnected", toy.Faults{HangWhenDown: true}, toyOpts{}, "did not return within"},
+		{"outage not noticed", "SendDisconnected", toy.Faults{SilentWhenDown: true}, toyOpts{}, "= nil twice"},
 		{"no reconnection", "SendDisconnected", toy.Faults{NoReconnect: true}, toyOpts{}, "after Reconnect"},
 		{"invalid address is transient", "Errors", toy.Faults{InvalidTransient: true}, toyOpts{}, "not permanent"},
 		{"permanent without *Error", "Errors", toy.Faults{InvalidBareSentinel: true}, toyOpts{}, "want a *gateways.Error"},

@@ -63,6 +63,7 @@ type Faults struct {
 	SendAfterStopPermanent bool // refused with a permanent error, not ErrNotConnected
 	PermanentWhenDown      bool // an outage is reported as a permanent failure
 	HangWhenDown           bool // Send blocks while down, ignoring its context
+	SilentWhenDown         bool // Send returns nil while down: the message is dropped
 	NoReconnect            bool // once the network was down, Send never works again
 	InvalidTransient       bool // an invalid address is a plain, transient error
 	InvalidBareSentinel    bool // permanent, but not a *gateways.Error
@@ -190,6 +191,8 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 			return gateways.Reject(gateways.ServiceUnavailable, "the network is down")
 		case a.f.HangWhenDown:
 			a.hold()
+		case a.f.SilentWhenDown:
+			return nil
 		}
 		return fmt.Errorf("toy: network unreachable: %w", gateways.ErrNotConnected)
 	}
