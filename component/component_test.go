@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/component"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -39,17 +39,7 @@ func startGateway(t *testing.T) *gateway {
 		Components: map[string]string{domain: "secret", closedDomain: "secret", plainDomain: "secret"},
 		Users:      map[string]string{"alice": "password", "bob": "password", "admin": "password"},
 	})
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("bus.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
+	b := bustest.Open(t)
 	g := &gateway{srv: srv, reg: newMemRegistrar("+15550000001", "+15550000002")}
 	base := component.Options{
 		Secret: "secret", Server: srv.ComponentAddr(), Bus: b,

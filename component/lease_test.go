@@ -9,6 +9,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/component"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/metrics"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -95,17 +96,7 @@ func TestLeaseStandby(t *testing.T) {
 		Components: map[string]string{domain: "secret"},
 		Users:      map[string]string{"alice": "password"},
 	})
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("bus.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
+	b := bustest.Open(t)
 	alice := xmpptest.Login(t, srv, "alice", "password")
 
 	first := startLeased(t, b, srv)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/component"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -33,15 +34,7 @@ func startRoomGateway(t *testing.T) *roomGateway {
 		Components: map[string]string{ircDomain: "secret"},
 		Users:      map[string]string{"alice": "password", "bob": "password"},
 	})
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("bus.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
+	b := bustest.Open(t)
 	out, err := b.Consumer(t.Context(), bus.ConsumerConfig{
 		Stream: bus.StreamOut, Name: bus.AdapterConsumer("irc"), Subject: bus.OutSubject("irc"),
 		AckWait: time.Minute, MaxAckPending: 100,

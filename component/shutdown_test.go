@@ -11,6 +11,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/component"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -24,15 +25,7 @@ func TestShutdownAnswersTheStanzaBeingStored(t *testing.T) {
 		Components: map[string]string{domain: "secret"},
 		Users:      map[string]string{"alice": "password"},
 	})
-	b, err := bus.Open(t.Context(), bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Close(ctx)
-	})
+	b := bustest.Open(t)
 	// The store of outbound messages is replaced by a responder the test
 	// drives: the component's publish is a request that waits for it.
 	if err := b.JetStream().DeleteStream(t.Context(), bus.StreamOut); err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 )
 
 // roomAdapter is a scriptAdapter whose network has rooms.
@@ -59,7 +60,7 @@ func publishPresence(t *testing.T, b *bus.Bus, user, room string, p *bus.Presenc
 
 func TestRunnerRooms(t *testing.T) {
 	t.Parallel()
-	b := openBus(t)
+	b := bustest.Open(t)
 	a := &roomAdapter{}
 	runner, err := gateways.NewRunner(func() gateways.RunnerOptions {
 		o := defaultOptions(b, a)
@@ -147,7 +148,7 @@ func TestRunnerRefusesRoomsWithoutTheCapability(t *testing.T) {
 func TestHostOccupantAndNotice(t *testing.T) {
 	t.Parallel()
 	a := &roomAdapter{}
-	b := openBus(t)
+	b := bustest.Open(t)
 	h := startRunnerOn(t, b, &a.scriptAdapter, func(o *gateways.RunnerOptions) { o.Info.Capabilities.Rooms = true })
 	host := startedHost(t, &a.scriptAdapter)
 	ctx := t.Context()

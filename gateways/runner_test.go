@@ -16,6 +16,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
@@ -117,24 +118,6 @@ func checkFor(t *testing.T, total time.Duration, f func() error) {
 	}
 }
 
-func openBus(t *testing.T) *bus.Bus {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("bus.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
-	return b
-}
-
 // harness is one Runner on its own embedded bus.
 type harness struct {
 	t      *testing.T
@@ -163,7 +146,7 @@ func defaultOptions(b *bus.Bus, a gateways.Adapter) gateways.RunnerOptions {
 
 func startRunner(t *testing.T, a *scriptAdapter, edit func(*gateways.RunnerOptions)) *harness {
 	t.Helper()
-	return startRunnerOn(t, openBus(t), a, edit)
+	return startRunnerOn(t, bustest.Open(t), a, edit)
 }
 
 func startRunnerOn(t *testing.T, b *bus.Bus, a *scriptAdapter, edit func(*gateways.RunnerOptions)) *harness {
@@ -632,7 +615,7 @@ func TestRunnerKeepsConversationOrder(t *testing.T) {
 }
 
 func TestRunnerStopsCleanly(t *testing.T) {
-	b := openBus(t)
+	b := bustest.Open(t)
 	run := func(id string) *scriptAdapter {
 		a := &scriptAdapter{}
 		h := startRunnerOn(t, b, a, func(o *gateways.RunnerOptions) { o.Workers = 8 })
@@ -671,7 +654,7 @@ func TestRunnerStopsCleanly(t *testing.T) {
 func TestRunnerShutdownFinishesQueuedInOrder(t *testing.T) {
 	t.Parallel()
 	ids := []string{"m1", "m2", "m3", "m4", "m5", "m6"}
-	b := openBus(t)
+	b := bustest.Open(t)
 	sending, release := make(chan struct{}), make(chan struct{})
 	stopsDuringSend := -1
 	a := &scriptAdapter{}
@@ -733,7 +716,7 @@ func TestRunnerShutdownFinishesQueuedInOrder(t *testing.T) {
 // the bus; the sender is not told of a failure that did not happen.
 func TestRunnerShutdownGraceCutsOffSend(t *testing.T) {
 	t.Parallel()
-	b := openBus(t)
+	b := bustest.Open(t)
 	sending := make(chan struct{})
 	a := &scriptAdapter{send: func(ctx context.Context, n int, _ gateways.Outbound) error {
 		if n == 1 {
@@ -890,7 +873,7 @@ func TestHostReport(t *testing.T) {
 
 func TestNewRunnerValidates(t *testing.T) {
 	t.Parallel()
-	b := openBus(t)
+	b := bustest.Open(t)
 	a := &scriptAdapter{}
 	tests := []struct {
 		name string

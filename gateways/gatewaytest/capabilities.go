@@ -14,6 +14,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 )
 
 // runnerGateway is the gateway name of the runner in checkCapabilities.
@@ -54,7 +55,7 @@ func checkCapabilities(c *checker) {
 	if isRooms {
 		adapter = &roomRecording{recording: rec, inner: ra}
 	}
-	b := openBus(c)
+	b := bustest.Open(c.t)
 	r, err := gateways.NewRunner(gateways.RunnerOptions{
 		Name: runnerGateway, Bus: b, Adapter: adapter, Info: c.h.Info,
 		Workers: 1, MaxAttempts: 1, SendTimeout: c.lim.send,
@@ -154,24 +155,6 @@ func (c *checker) runnerStarted(rec *recording) {
 		c.t.Fatalf("the runner could not start the adapter within %v: %v", c.lim.start, rec.startError())
 	}
 	c.prepare(rec.inner)
-}
-
-func openBus(c *checker) *bus.Bus {
-	c.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), c.lim.start)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{DataDir: c.t.TempDir()})
-	if err != nil {
-		c.t.Fatalf("bus.Open: %v", err)
-	}
-	c.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), c.lim.stop)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			c.t.Errorf("bus.Close: %v", err)
-		}
-	})
-	return b
 }
 
 // publishMessage publishes an outbound message as the component does.

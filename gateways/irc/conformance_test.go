@@ -10,6 +10,7 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/gatewaytest"
 	"github.com/xmppgw/xmppgw/gateways/irc"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/irctest"
 )
 
@@ -22,11 +23,7 @@ func TestConformance(t *testing.T) {
 		t.Fatal("the irc adapter is not registered")
 	}
 	srv := irctest.Start(t, irctest.Options{})
-	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), SyncAlways: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(context.Background()) })
+	b := bustest.Open(t)
 	kv, err := b.JetStream().KeyValue(context.Background(), bus.BucketRegistrations)
 	if err != nil {
 		t.Fatal(err)

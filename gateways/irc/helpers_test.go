@@ -17,6 +17,7 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/irc"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/irctest"
 )
 
@@ -199,11 +200,7 @@ func setup(t *testing.T, srv *irctest.Server, cfg *irc.Config, users map[string]
 // setupLogged is setup with the adapter's log going to logs.
 func setupLogged(t *testing.T, srv *irctest.Server, cfg *irc.Config, users map[string]string, logs io.Writer) *fixture {
 	t.Helper()
-	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir(), SyncAlways: false})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(context.Background()) })
+	b := bustest.Open(t)
 	kv, err := b.JetStream().KeyValue(context.Background(), bus.BucketRegistrations)
 	if err != nil {
 		t.Fatal(err)

@@ -9,15 +9,12 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/numbers"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 )
 
 func openKV(t *testing.T) (*bus.Bus, func(static map[string]string, pool ...string) *numbers.Registrar) {
 	t.Helper()
-	b, err := bus.Open(context.Background(), bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close(context.Background()) })
+	b := bustest.Open(t)
 	kv, err := b.JetStream().KeyValue(context.Background(), bus.BucketRegistrations)
 	if err != nil {
 		t.Fatal(err)

@@ -16,6 +16,7 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/sandbox"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 )
 
 const (
@@ -309,15 +310,7 @@ func TestRegistered(t *testing.T) {
 func TestWithRunner(t *testing.T) {
 	const gw = "sandbox"
 	ctx := t.Context()
-	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Close(context.Background()); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
+	b := bustest.Open(t)
 	info, _ := gateways.Lookup("sandbox")
 	a, err := info.New(gateways.Params{Name: gw})
 	if err != nil {

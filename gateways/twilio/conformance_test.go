@@ -1,7 +1,6 @@
 package twilio_test
 
 import (
-	"context"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/gatewaytest"
 	"github.com/xmppgw/xmppgw/gateways/twilio"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
 
@@ -86,19 +86,9 @@ func TestConformance(t *testing.T) {
 // buckets are the KV buckets of an embedded bus of the test's own.
 func buckets(t *testing.T) (regs, msgs jetstream.KeyValue) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatalf("bus.Open: %v", err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("bus.Close: %v", err)
-		}
-	})
+	ctx := t.Context()
+	b := bustest.Open(t)
+	var err error
 	if regs, err = b.JetStream().KeyValue(ctx, bus.BucketRegistrations); err != nil {
 		t.Fatal(err)
 	}
