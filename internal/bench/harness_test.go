@@ -21,6 +21,7 @@ import (
 	"github.com/xmppo/go-xmpp"
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
 // proc is a gateway process under test: xmppgw or the baseline.
@@ -219,25 +220,11 @@ func login(t *testing.T, c2s, user, domain string, idx int, onChat func(c *clien
 		NoTLS:                        true,
 		InsecureAllowUnencryptedAuth: true,
 	}
-	type result struct {
-		xc  *xmpp.Client
-		err error
+	xc, err := xmpptest.NewClient(opts, 15*time.Second)
+	if err != nil {
+		t.Fatalf("login %s: %v", opts.User, err)
 	}
-	res := make(chan result, 1)
-	go func() {
-		xc, err := opts.NewClient()
-		res <- result{xc, err}
-	}()
-	var r result
-	select {
-	case r = <-res:
-	case <-time.After(15 * time.Second):
-		t.Fatalf("login %s: timed out", opts.User)
-	}
-	if r.err != nil {
-		t.Fatalf("login %s: %v", opts.User, r.err)
-	}
-	c := &client{idx: idx, jid: opts.User, xc: r.xc, end: make(chan struct{})}
+	c := &client{idx: idx, jid: opts.User, xc: xc, end: make(chan struct{})}
 	go func() {
 		defer close(c.end)
 		for {

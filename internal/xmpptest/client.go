@@ -74,28 +74,13 @@ func Login(t testing.TB, s *Server, user, password string) *Client {
 		Debug:       true,
 		DebugWriter: c.tap,
 	}
-	type result struct {
-		xc  *xmpp.Client
-		err error
-	}
-	res := make(chan result, 1)
-	go func() {
-		xc, err := opts.NewClient()
-		res <- result{xc, err}
-	}()
-	var r result
-	select {
-	case r = <-res:
-	case <-time.After(loginTimeout):
-		// NewClient cannot be interrupted; it is left to fail on its own.
-		t.Fatalf("xmpptest: login %s to %s (%s) timed out after %v\n%s", opts.User, s.Name(), s.C2SAddr(), loginTimeout, s.Log())
-	}
-	if r.err != nil {
+	xc, err := NewClient(opts, loginTimeout)
+	if err != nil {
 		c.tap.Close()
-		t.Fatalf("xmpptest: login %s to %s (%s): %v\n%s", opts.User, s.Name(), s.C2SAddr(), r.err, s.Log())
+		t.Fatalf("xmpptest: login %s to %s (%s): %v\n%s", opts.User, s.Name(), s.C2SAddr(), err, s.Log())
 	}
-	c.xc = r.xc
-	c.jid = r.xc.JID()
+	c.xc = xc
+	c.jid = xc.JID()
 	go c.recvLoop()
 	t.Cleanup(func() {
 		if err := c.Close(); err != nil {
@@ -110,6 +95,27 @@ func Login(t testing.TB, s *Server, user, password string) *Client {
 	c.SendRaw(t, fmt.Sprintf(`<iq type="get" id="%s" to="%s"><ping xmlns="urn:xmpp:ping"/></iq>`, id, escape(s.Domain())))
 	c.WaitStanza(t, loginTimeout, func(st Stanza) bool { return st.Kind == "iq" && st.ID == id })
 	return c
+}
+
+// NewClient logs in with go-xmpp's opts.NewClient, bounded by timeout:
+// NewClient itself cannot be interrupted, so a login that hangs is left to
+// fail on its own and reported as timed out.
+func NewClient(opts xmpp.Options, timeout time.Duration) (*xmpp.Client, error) {
+	type result struct {
+		xc  *xmpp.Client
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		xc, err := opts.NewClient()
+		res <- result{xc, err}
+	}()
+	select {
+	case r := <-res:
+		return r.xc, r.err
+	case <-time.After(timeout):
+		return nil, fmt.Errorf("timed out after %v", timeout)
+	}
 }
 
 // JID returns the client's full JID (user@domain/resource).
