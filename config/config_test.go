@@ -104,6 +104,25 @@ type input struct {
 	args []string // command line
 }
 
+// wantLoadError checks that Load failed with an error naming every piece of
+// want and none of not.
+func wantLoadError(t *testing.T, err error, want, not []string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("Load succeeded, want error containing %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error does not contain %q:\n%v", w, err)
+		}
+	}
+	for _, n := range not {
+		if strings.Contains(err.Error(), n) {
+			t.Errorf("error contains %q:\n%v", n, err)
+		}
+	}
+}
+
 func load(t *testing.T, in input) (*config.Config, error) {
 	t.Helper()
 	fset := pflag.NewFlagSet("xmppgw", pflag.ContinueOnError)
@@ -683,19 +702,7 @@ func TestLoadErrors(t *testing.T) {
 				in.args = append(in.args, "--config", tc.file)
 			}
 			_, err := load(t, in)
-			if err == nil {
-				t.Fatalf("Load succeeded, want error containing %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
-			for _, n := range tc.not {
-				if strings.Contains(err.Error(), n) {
-					t.Errorf("error contains %q:\n%v", n, err)
-				}
-			}
+			wantLoadError(t, err, tc.want, tc.not)
 			if tc.wantIs != nil && !errors.Is(err, tc.wantIs) {
 				t.Errorf("errors.Is(err, %v) = false for %v", tc.wantIs, err)
 			}

@@ -164,19 +164,7 @@ gateways:
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := load(t, tc.in)
-			if err == nil {
-				t.Fatalf("Load succeeded, want error containing %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q:\n%v", w, err)
-				}
-			}
-			for _, n := range tc.not {
-				if strings.Contains(err.Error(), n) {
-					t.Errorf("error contains %q:\n%v", n, err)
-				}
-			}
+			wantLoadError(t, err, tc.want, tc.not)
 		})
 	}
 }
