@@ -182,6 +182,9 @@ func (c *Component) Run(ctx context.Context) error {
 		MaxAckPending: 1,
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: a normal stop
+		}
 		return err
 	}
 	if c.o.Lease != nil {

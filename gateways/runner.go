@@ -124,6 +124,9 @@ func (r *Runner) Run(ctx context.Context) error {
 	cc.AckWait = r.o.AckWait
 	cons, err := r.o.Bus.Consumer(ctx, cc)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // cancelled while starting: a normal stop
+		}
 		return err
 	}
 
