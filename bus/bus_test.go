@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // openEmbedded starts a bus with the embedded server in its own data directory
@@ -210,14 +210,10 @@ func TestOpenWithoutListenerTwiceConcurrently(t *testing.T) {
 	}
 }
 
+// freePort reserves a port for a server the test starts and restarts.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return proctest.FreePorts(t, 1)[0]
 }
 
 func TestOpenWithListener(t *testing.T) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -16,18 +15,14 @@ import (
 	"github.com/xmppgw/xmppgw/config"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/sandbox"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // openBus starts an embedded bus with a client port, as `adapter: external`
 // needs, and returns it with the port's URL.
 func openBus(t *testing.T) (*bus.Bus, string) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := proctest.FreeAddr(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	b, err := bus.Open(ctx, bus.Options{DataDir: t.TempDir(), Listen: addr, SyncAlways: false})

@@ -20,6 +20,7 @@ import (
 
 	"github.com/xmppo/go-xmpp"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -253,7 +254,7 @@ func runSystem(t *testing.T, name string, phases map[string]bool) *result {
 	})
 
 	res := &result{}
-	httpAddr := freeAddr(t)
+	httpAddr := proctest.FreeAddr(t)
 	r.hook = "http://" + httpAddr + "/twilio/sms/sms"
 	r.gw = startGateway(t, name, httpAddr, r)
 	res.ready = r.gw.waitReady(60 * time.Second)

@@ -7,7 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"syscall"
-	"testing"
+
 	"time"
 )
 
@@ -104,20 +104,4 @@ func (c *Child) killGroup() {
 		return
 	}
 	_ = c.Cmd.Process.Kill() // not a group leader
-}
-
-// FreePorts returns n distinct TCP ports that were free on 127.0.0.1. The
-// listeners are all open at once, so the kernel cannot hand out one twice.
-func FreePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatalf("free port: %v", err)
-		}
-		defer l.Close()
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports
 }

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"regexp"
 	"strings"
 	"sync"
-	"testing"
 	"time"
 )
 
@@ -29,17 +27,6 @@ func Poll(timeout, interval time.Duration, cond func() bool) bool {
 		case <-tick.C:
 		}
 	}
-}
-
-// FreeAddr returns a loopback address with a port free at the time.
-func FreeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 var digits = regexp.MustCompile(`[0-9]+`)
