@@ -46,6 +46,7 @@ func newConfig() any {
 var (
 	accountSID = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
 	serviceSID = regexp.MustCompile(`^MG[0-9a-fA-F]{32}$`)
+	authToken  = regexp.MustCompile(`^[0-9a-fA-F]{32}$`)
 	e164       = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 	bareJID    = regexp.MustCompile(`^[^@/\s]+@[^@/\s]+$`)
 )
@@ -64,6 +65,11 @@ func (c *Config) Validate() error {
 	}
 	if c.AuthToken == "" {
 		bad("auth_token", "required (set auth_token, auth_token_file or the XMPPGW_… variable)")
+	} else if !authToken.MatchString(c.AuthToken) {
+		// twilio-go refuses such a token on every request: every SMS would
+		// fail after the gateway reported ready. The value is a secret and
+		// is not repeated here.
+		bad("auth_token", "is not a Twilio auth token (32 hex digits, from the Twilio console; %d characters given%s)", len(c.AuthToken), nonHex(c.AuthToken))
 	}
 	if c.MessagingServiceSID != "" && !serviceSID.MatchString(c.MessagingServiceSID) {
 		bad("messaging_service_sid", "%q is not a messaging service SID (MG followed by 32 hex digits)", c.MessagingServiceSID)
@@ -104,4 +110,18 @@ func (c *Config) Validate() error {
 		bad("max_segments", "must be at least 1, not %d", c.MaxSegments)
 	}
 	return errors.Join(errs...)
+}
+
+// nonHex says which kind of character spoiled a token without showing it.
+func nonHex(s string) string {
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'f', r >= 'A' && r <= 'F':
+		case r == ' ' || r == '\t' || r == '\n' || r == '\r':
+			return ", including white space"
+		default:
+			return ", including characters other than 0-9 and a-f"
+		}
+	}
+	return ""
 }

@@ -166,6 +166,11 @@ func TestConfigValidate(t *testing.T) {
 		{"no account", func(c *Config) { c.AccountSID = "" }, "account_sid: required"},
 		{"bad account", func(c *Config) { c.AccountSID = "AB123" }, `account_sid: "AB123" is not an account SID`},
 		{"no token", func(c *Config) { c.AuthToken = "" }, "auth_token: required"},
+		// twilio-go refuses these on every request; the value is a secret
+		// and must not be echoed (checked below).
+		{"token with a dash", func(c *Config) { c.AuthToken = "0123456789abcdef-123456789abcdef" }, "auth_token: is not a Twilio auth token (32 hex digits, from the Twilio console; 32 characters given, including characters other than 0-9 and a-f)"},
+		{"short token", func(c *Config) { c.AuthToken = "0123456789abcdef" }, "auth_token: is not a Twilio auth token (32 hex digits, from the Twilio console; 16 characters given)"},
+		{"token with a newline", func(c *Config) { c.AuthToken = "0123456789abcdef0123456789abcde\n" }, "including white space"},
 		{"bad api_url", func(c *Config) { c.APIURL = "127.0.0.1:9090" }, "api_url:"},
 		{"bad region", func(c *Config) { c.DefaultRegion = "XX" }, `default_region: "XX" is not a region code`},
 		{"bad number", func(c *Config) { c.Numbers = map[string]string{"5550009999": "alice@localhost"} }, `numbers: "5550009999" is not a number in E.164 form`},
@@ -181,6 +186,9 @@ func TestConfigValidate(t *testing.T) {
 			err := c.Validate()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("Validate() = %v, want %q", err, tt.want)
+			}
+			if c.AuthToken != "" && err != nil && strings.Contains(err.Error(), strings.TrimSpace(c.AuthToken)) {
+				t.Errorf("Validate() = %v: shows the auth token", err)
 			}
 		})
 	}
