@@ -60,6 +60,9 @@ type Adapter struct {
 	chanTypes atomic.Pointer[string]
 	nickLen   atomic.Int32
 
+	probeMu sync.Mutex
+	probing chan struct{} // closed when the running probe ends; nil if none
+
 	mu  sync.Mutex
 	run *run // nil unless started
 }

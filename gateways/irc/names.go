@@ -20,7 +20,7 @@ func checkNick(nick string, maxLen int) string {
 		return "a nick cannot be empty"
 	}
 	if len(nick) > maxLen {
-		return fmt.Sprintf("%q is longer than %d characters", nick, maxLen)
+		return fmt.Sprintf("%q has %d characters; the IRC server allows nicks of up to %d", nick, len(nick), maxLen)
 	}
 	for i := 0; i < len(nick); i++ {
 		c := nick[i]

@@ -44,8 +44,10 @@ func (r *Registrar) get(ctx context.Context, key string) (string, uint64, error)
 
 // AddressField describes the registration form's nick field.
 func (r *Registrar) AddressField() (label, instructions string) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeWait)
+	defer cancel()
 	return "Nick", fmt.Sprintf("Choose your nick on IRC: up to %d letters, digits and - [ ] \\ ` _ ^ { | }, "+
-		"not starting with a digit or -. Others on IRC see you by this nick.", r.a.nickLimit())
+		"not starting with a digit or -. Others on IRC see you by this nick.", r.serverNickLimit(ctx))
 }
 
 // Lookup returns user's nick, "" when they have none.
@@ -67,7 +69,7 @@ func (r *Registrar) Register(ctx context.Context, user string) (string, error) {
 // RegisterAs gives user the nick they asked for, replacing theirs; a
 // connected user changes nick at once.
 func (r *Registrar) RegisterAs(ctx context.Context, user, nick string) (string, error) {
-	if why := checkNick(nick, r.a.nickLimit()); why != "" {
+	if why := checkNick(nick, r.serverNickLimit(ctx)); why != "" {
 		return "", gateways.Reject(gateways.NotAcceptable, "%s", why)
 	}
 	if err := r.assign(ctx, user, nick); err != nil {
@@ -78,7 +80,7 @@ func (r *Registrar) RegisterAs(ctx context.Context, user, nick string) (string, 
 
 // Assign gives nick to user, as an administrator would.
 func (r *Registrar) Assign(ctx context.Context, user, nick string) error {
-	if why := checkNick(nick, r.a.nickLimit()); why != "" {
+	if why := checkNick(nick, r.serverNickLimit(ctx)); why != "" {
 		return gateways.Reject(gateways.JIDMalformed, "%s", why)
 	}
 	return r.assign(ctx, user, nick)

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/irc"
 	"github.com/xmppgw/xmppgw/internal/irctest"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 const bobJID = "bob@localhost"
@@ -182,12 +184,20 @@ func TestNickInUse(t *testing.T) {
 	squatter.Wait(t, wait, privmsg("alice_", "alice", "hi, squatter"))
 }
 
-// A server that refuses the nick outright (too long here) leaves the user
-// unable to send until they choose another, and they are told why.
+// A server that refuses the nick outright (too long here: the server's
+// limit went down after the user registered) leaves the user unable to
+// send until they choose another, and they are told why.
 func TestNickRefusedByServer(t *testing.T) {
 	t.Parallel()
 	srv := irctest.Start(t, irctest.Options{MaxNickLength: 9})
-	f := setup(t, srv, nil, map[string]string{alice: "alice_is_long"})
+	f := setup(t, srv, nil, nil)
+	// What the bucket remembers from before the server's limit went down.
+	if _, err := f.kv.Put(t.Context(), "irc.server.nicklen", []byte("30")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.chooser().RegisterAs(t.Context(), alice, "alice_is_long"); err != nil {
+		t.Fatal(err)
+	}
 	f.start(t)
 	f.host.waitFrom(t, 0, "the notice", notice("refuses the nick alice_is_long"))
 	err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
@@ -251,4 +261,43 @@ func TestServerPassword(t *testing.T) {
 			t.Errorf("the password leaked into logs or errors:\n%s", logs.String())
 		}
 	})
+}
+
+// Before any connection has seen the server's NICKLEN, registration asks
+// the server: the form names its limit, a longer nick is refused at once
+// with that limit, and the limit is kept for other processes.
+func TestNickLengthFromServer(t *testing.T) {
+	t.Parallel()
+	srv := irctest.Start(t, irctest.Options{MaxNickLength: 12})
+	f := setup(t, srv, nil, nil) // not started: no user connection
+	_, instructions := f.chooser().AddressField()
+	if !strings.Contains(instructions, "up to 12 letters") {
+		t.Errorf("form instructions = %q, want the server's limit of 12", instructions)
+	}
+	_, err := f.chooser().RegisterAs(t.Context(), alice, "alice_is_so_long")
+	if condition(err) != gateways.NotAcceptable || !strings.Contains(err.Error(), "has 16 characters; the IRC server allows nicks of up to 12") {
+		t.Errorf("RegisterAs(a nick of 16) = %v, want not-acceptable naming the limit of 12", err)
+	}
+	if n, err := f.reg.Lookup(t.Context(), alice); err != nil || n != "" {
+		t.Errorf("after the refusal the user has nick %q (%v), want none", n, err)
+	}
+	if _, err := f.chooser().RegisterAs(t.Context(), alice, "alice_twelve"); err != nil {
+		t.Errorf("RegisterAs(a nick of 12) = %v", err)
+	}
+	e, err := f.kv.Get(t.Context(), "irc.server.nicklen")
+	if err != nil || string(e.Value()) != "12" {
+		t.Fatalf("kept NICKLEN = %v, %v; want 12", e, err)
+	}
+	// A second adapter on the same bucket knows the limit with the server
+	// gone: it is read from the bucket, not probed.
+	cfg := ircConfig(srv)
+	cfg.Server = proctest.FreeAddr(t) // reserved, nothing listens there
+	a, err := irc.New(gateways.Params{Name: "irc", Domain: domain, Config: cfg, Registrations: f.kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chooser := a.(gateways.RegistrarProvider).Registrar().(gateways.AddressChooser)
+	if _, instructions := chooser.AddressField(); !strings.Contains(instructions, "up to 12 letters") {
+		t.Errorf("second adapter's form = %q, want the kept limit of 12", instructions)
+	}
 }

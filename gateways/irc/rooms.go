@@ -597,7 +597,14 @@ func (a *Adapter) learn(is isupport) {
 		a.chanTypes.Store(&ct)
 	}
 	if is.nickLen > 0 {
-		a.nickLen.Store(int32(min(is.nickLen, MaxNickLength)))
+		n := int32(min(is.nickLen, MaxNickLength))
+		if old := a.nickLen.Swap(n); old != n && a.reg != nil {
+			go func() { // learn runs on a connection's reader
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				a.reg.keepNickLen(ctx, int(n))
+			}()
+		}
 	}
 }
 
