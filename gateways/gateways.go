@@ -147,7 +147,10 @@ type Media struct {
 
 // Status reports what became of an outbound message.
 type Status struct {
-	Ref     string // the Outbound.ID it is about
+	Ref string // the Outbound.ID it is about
+	// Key is the Outbound.Key it is about: a report is a repeat only for
+	// the same bus message (stanza ids repeat across users and resends).
+	Key     string
 	User    string // the sender's JID (as in Outbound.From)
 	Contact string
 	State   string // bus.StateSent, bus.StateDelivered, bus.StateFailed

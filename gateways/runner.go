@@ -594,8 +594,21 @@ func (h *host) Report(ctx context.Context, s Status) error {
 	r := h.r
 	env := r.envelope(bus.KindStatus, s.User, s.Contact)
 	env.Status = &bus.Status{Ref: s.Ref, State: s.State, Code: s.Code, Reason: s.Reason}
-	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "st:"+s.Ref+":"+s.State)
+	_, err := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, StatusMsgID(r.o.Name, s))
 	return err
+}
+
+// StatusMsgID is the Nats-Msg-Id of a status envelope: a report repeats
+// only for the same bus message (Status.Key) and state. Stanza ids repeat
+// across users, and across a user's resends; the dedup window spans every
+// gateway's inbound stream, hence the gateway's name. An adapter that
+// kept no key falls back to the sender's JID with the stanza id.
+func StatusMsgID(gateway string, s Status) string {
+	key := s.Key
+	if key == "" {
+		key = s.User + "|" + s.Ref
+	}
+	return "st:" + gateway + ":" + key + ":" + s.State
 }
 
 func (h *host) Occupant(ctx context.Context, o Occupant) error {

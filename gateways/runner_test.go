@@ -850,7 +850,7 @@ func TestHostReport(t *testing.T) {
 	host := startedHost(t, a)
 	ctx := t.Context()
 
-	sent := gateways.Status{Ref: "m1", User: sender, Contact: contact, State: bus.StateSent}
+	sent := gateways.Status{Ref: "m1", Key: "K1", User: sender, Contact: contact, State: bus.StateSent}
 	delivered := sent
 	delivered.State, delivered.Code, delivered.Reason = bus.StateDelivered, "0", "handset"
 	for _, s := range []gateways.Status{sent, sent, delivered, delivered} {
@@ -868,6 +868,37 @@ func TestHostReport(t *testing.T) {
 			*e.Status != (bus.Status{Ref: want.Ref, State: want.State, Code: want.Code, Reason: want.Reason}) {
 			t.Errorf("envelope %d = %+v (status %+v), want %+v", i, e, e.Status, want)
 		}
+	}
+}
+
+// Clients number stanzas with counters: bob's message "5" failing minutes
+// after alice's message "5" failed is another report, not a repeat
+// (issue #12: it was deduplicated on st:<ref>:<state> and bob was never
+// told). A report is a repeat only for the same bus message.
+func TestHostReportSameStanzaIDOtherMessage(t *testing.T) {
+	t.Parallel()
+	a := &scriptAdapter{}
+	h := startRunner(t, a, nil)
+	host := startedHost(t, a)
+	ctx := t.Context()
+	alice := gateways.Status{Ref: "5", Key: "Kalice", User: "alice@localhost/phone", Contact: contact, State: bus.StateFailed, Code: "30003", Reason: "unreachable"}
+	bob := alice
+	bob.Key, bob.User = "Kbob", "bob@localhost/laptop"
+	// alice resends her "5" later: another bus message, another report.
+	again := alice
+	again.Key = "Kalice2"
+	for _, s := range []gateways.Status{alice, bob, alice, again} {
+		if err := host.Report(ctx, s); err != nil {
+			t.Fatalf("Report: %v", err)
+		}
+	}
+	got := h.inbound()
+	var users []string
+	for _, e := range got {
+		users = append(users, e.User)
+	}
+	if want := []string{alice.User, bob.User, alice.User}; !slices.Equal(users, want) {
+		t.Errorf("status envelopes stored for %v, want %v (alice's repeat dropped, nothing else)", users, want)
 	}
 }
 

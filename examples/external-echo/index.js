@@ -107,7 +107,7 @@ async function handle(js, e) {
   }
   if (m.receipt) {
     const st = envelope("status", e.user, e.contact, { ref: m.id, state: "delivered" });
-    await js.publish(IN_SUBJECT, jc.encode(st), { msgID: `st:${m.id}:delivered` });
+    await js.publish(IN_SUBJECT, jc.encode(st), { msgID: `st:${GATEWAY}:${e.id}:delivered` });
   }
   const id = replyID(e);
   const reply = envelope("message", bare(e.user), e.contact, {

@@ -547,7 +547,7 @@ func (s *session) onError(c *conn, m message, o *outbox) {
 	if ref, ok := s.recent[fold(subject)]; ok && time.Since(ref.at) < recentTTL {
 		delete(s.recent, fold(subject))
 		o.effects = append(o.effects, effect{st: &gateways.Status{
-			Ref: ref.id, User: ref.from, Contact: ref.to, State: bus.StateFailed, Code: m.command, Reason: text,
+			Ref: ref.id, Key: ref.key, User: ref.from, Contact: ref.to, State: bus.StateFailed, Code: m.command, Reason: text,
 		}})
 		return
 	}
@@ -587,7 +587,7 @@ func (s *session) remember(m gateways.Outbound) {
 			}
 		}
 	}
-	s.recent[fold(m.To)] = sentRef{id: m.ID, from: m.From, to: m.To, at: now}
+	s.recent[fold(m.To)] = sentRef{id: m.ID, key: m.Key, from: m.From, to: m.To, at: now}
 }
 
 // learn keeps what a server announced for the whole adapter.

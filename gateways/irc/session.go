@@ -72,8 +72,8 @@ type session struct {
 // sends afterwards (no such nick, cannot send to channel) reaches its
 // sender as a failed delivery.
 type sentRef struct {
-	id, from, to string
-	at           time.Time
+	id, key, from, to string
+	at                time.Time
 }
 
 func newSession(r *run, user, nick string) *session {

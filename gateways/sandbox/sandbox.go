@@ -62,7 +62,7 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 			"%q is not a phone number: use E.164 form, a + and the country code, e.g. +15551234567", m.To)
 	}
 	if m.Receipt {
-		if err := h.Report(ctx, gateways.Status{Ref: m.ID, User: m.From, Contact: m.To, State: bus.StateDelivered}); err != nil {
+		if err := h.Report(ctx, gateways.Status{Ref: m.ID, Key: m.Key, User: m.From, Contact: m.To, State: bus.StateDelivered}); err != nil {
 			return err
 		}
 	}

@@ -177,7 +177,7 @@ func notSent(err error) bool {
 // recognising the message at Twilio after a crash. A failure here costs a
 // receipt, not a message: log it.
 func (a *Adapter) recordSent(ctx context.Context, m gateways.Outbound, sid string) {
-	rec, _ := json.Marshal(sentRecord{Ref: m.ID, User: m.From, Contact: m.To, Receipt: m.Receipt})
+	rec, _ := json.Marshal(sentRecord{Ref: m.ID, Key: m.Key, User: m.From, Contact: m.To, Receipt: m.Receipt})
 	if _, err := a.msgs.Put(ctx, a.sidKey(sid), rec); err != nil {
 		a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", sid, "err", err)
 	}

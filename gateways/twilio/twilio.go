@@ -166,6 +166,7 @@ func (a *Adapter) Registrar() gateways.Registrar {
 // sentRecord is what a status callback needs to find the XMPP message again.
 type sentRecord struct {
 	Ref     string `json:"ref"`  // stanza id
+	Key     string `json:"key"`  // the Outbound.Key; empty in records from before it was kept
 	User    string `json:"user"` // sender full JID
 	Contact string `json:"contact"`
 	Receipt bool   `json:"receipt"`

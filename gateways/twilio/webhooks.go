@@ -175,7 +175,7 @@ func (a *Adapter) status(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	report := gateways.Status{Ref: rec.Ref, User: rec.User, Contact: rec.Contact, State: st}
+	report := gateways.Status{Ref: rec.Ref, Key: rec.Key, User: rec.User, Contact: rec.Contact, State: st}
 	if st == bus.StateFailed {
 		report.Code = f.Get("ErrorCode")
 		report.Reason = "the message was not delivered"
