@@ -98,6 +98,11 @@ type Component struct {
 	written *recentIDs
 	// holding: inbound delivery waits for the store (see deliver).
 	holding atomic.Bool
+	// queued: when recent outbound messages were stored (failures.go).
+	queued queuedTimes
+
+	kvMu sync.Mutex
+	kv   jetstream.KeyValue // the messages bucket, opened on first use
 
 	mu      sync.Mutex
 	up      bool

@@ -69,6 +69,18 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		_ = msg.Term()
 		return
 	}
+	if ref, ok := failureRef(e); ok {
+		// Counted before the user is told, so that their resend under the
+		// same id is sent (failures.go); until it can be, the failure waits.
+		ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+		err := c.recordFailure(ctx, e.User, ref)
+		cancel()
+		if err != nil {
+			c.log.Warn("could not record a failed message; its report waits", "id", e.ID, "ref", ref, "err", err)
+			_ = msg.NakWithDelay(time.Second)
+			return
+		}
+	}
 	// The deadline is set on the connection rather than through a context:
 	// mellium arms a goroutine per write for a context and clears the
 	// deadline right after firing it, which can leave a blocked write
@@ -158,12 +170,27 @@ func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
 			if e.Status.Code != "" {
 				text = fmt.Sprintf("%s (error %s)", text, e.Status.Code)
 			}
-			return []any{errorMessage(e.Status.Ref, from, to, "cancel", "recipient-unavailable", text, c.o.Domain)}, nil
+			out := []any{errorMessage(e.Status.Ref, from, to, "cancel", "recipient-unavailable", text, c.o.Domain)}
+			// A delivery report comes after the sending, when the sender's
+			// resource may be gone: tell the bare JID too.
+			notice, err := failureNotice(stanzaID(e.ID, 1), from, to, e.Status.Ref, "recipient-unavailable", e.Status.Code, text)
+			if err != nil {
+				return nil, err
+			}
+			return append(out, notice), nil
 		}
 		return nil, nil // "sent" and unknown states: nothing to show
 	case bus.KindError:
 		er := e.Error
-		return []any{errorMessage(er.Ref, from, to, er.Type, er.Condition, errorTextOf(er), c.o.Domain)}, nil
+		out := []any{errorMessage(er.Ref, from, to, er.Type, er.Condition, errorTextOf(er), c.o.Domain)}
+		if er.Ref != "" && !c.queued.recent(to, er.Ref, time.Now()) {
+			notice, err := failureNotice(stanzaID(e.ID, 1), from, to, er.Ref, er.Condition, er.Code, errorTextOf(er))
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, notice)
+		}
+		return out, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", e.Kind)
 }

@@ -209,6 +209,14 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	// stored (the bus outlives the component at shutdown).
 	pubCtx, cancel := storeContext(ctx, 5*time.Second)
 	dup, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, msgID)
+	if err == nil && dup {
+		// The bus holds this id: a copy of a message in flight, or a
+		// resend of one that failed (failures.go), which is sent again.
+		var again string
+		if again, err = c.resendMsgID(pubCtx, env.User, m.ID, msgID); err == nil && again != "" {
+			dup, err = c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, again)
+		}
+	}
 	cancel()
 	if err != nil {
 		c.log.Error("could not store outbound message; sender told", "from", m.From, "id", m.ID, "err", err)
@@ -237,6 +245,7 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	if dup {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
 	} else {
+		c.queued.add(env.User, env.Message.ID, time.Now())
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Queued)
 	}
 	return nil

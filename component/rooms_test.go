@@ -21,6 +21,7 @@ const ircDomain = "irc.localhost"
 // roomGateway is a component for a network with rooms (channels) and nicks
 // chosen at registration, with the test playing the adapter on the bus.
 type roomGateway struct {
+	srv   *xmpptest.Server
 	bus   *bus.Bus
 	out   jetstream.Consumer
 	reg   *memChooser
@@ -30,9 +31,17 @@ type roomGateway struct {
 
 func startRoomGateway(t *testing.T) *roomGateway {
 	t.Helper()
+	return startRoomGatewayOn(t, false)
+}
+
+// startRoomGatewayOn is startRoomGateway with Prosody's offline storage on
+// or off.
+func startRoomGatewayOn(t *testing.T, offline bool) *roomGateway {
+	t.Helper()
 	srv := xmpptest.StartProsody(t, xmpptest.Options{
 		Components: map[string]string{ircDomain: "secret"},
 		Users:      map[string]string{"alice": "password", "bob": "password"},
+		Offline:    offline,
 	})
 	b := bustest.Open(t)
 	out, err := b.Consumer(t.Context(), bus.ConsumerConfig{
@@ -42,7 +51,7 @@ func startRoomGateway(t *testing.T) *roomGateway {
 	if err != nil {
 		t.Fatalf("consumer: %v", err)
 	}
-	g := &roomGateway{bus: b, out: out, reg: &memChooser{memRegistrar: newMemRegistrar()}}
+	g := &roomGateway{srv: srv, bus: b, out: out, reg: &memChooser{memRegistrar: newMemRegistrar()}}
 	runComponent(t, component.Options{
 		Name: "irc", Domain: ircDomain, Secret: "secret", Server: srv.ComponentAddr(), Bus: b,
 		IdentityType: "irc", IdentityName: "IRC", AllowedDomains: []string{"localhost"},

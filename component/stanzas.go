@@ -102,6 +102,9 @@ type outMessage struct {
 	OOB      *oobOut       `xml:"jabber:x:oob x,omitempty"`
 	Received *receiptOut   `xml:"urn:xmpp:receipts received,omitempty"`
 	Active   *chatStateOut `xml:"http://jabber.org/protocol/chatstates active,omitempty"`
+	Reply    *replyOut     `xml:"urn:xmpp:reply:0 reply,omitempty"`
+	Notice   *noticeOut    `xml:"urn:xmppgw:notice:0 notice,omitempty"`
+	Store    *storeHint    `xml:"urn:xmpp:hints store,omitempty"`
 	Error    *stanzaError  `xml:"error,omitempty"`
 }
 

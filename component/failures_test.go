@@ -1,0 +1,92 @@
+package component_test
+
+import (
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
+)
+
+// sendAs sends a chat message with the client's own stanza id, as clients
+// do, to nick on the IRC gateway.
+func sendAs(t *testing.T, c *xmpptest.Client, nick, id, body string) {
+	t.Helper()
+	c.SendRaw(t, fmt.Sprintf(`<message to='%s@%s' id='%s' type='chat'><body>%s</body></message>`, nick, ircDomain, id, body))
+}
+
+func isError(id string) func(xmpptest.Stanza) bool {
+	return func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.Type == "error" && s.ID == id }
+}
+
+// A message that ended in an error can be sent again under the same id, as
+// clients do on "retry"; a copy of the resend while it is in flight stays
+// a duplicate (issue #12: the resend was swallowed by the component's
+// 10-minute dedup on out:<full JID>|<id>, and the client showed it sent).
+func TestResendAfterFailureIsSent(t *testing.T) {
+	g := startRoomGateway(t)
+	sendAs(t, g.alice, "bob", "r1", "first try")
+	e := g.nextOut(t)
+	if e.Message.ID != "r1" {
+		t.Fatalf("outbound id %q, want r1", e.Message.ID)
+	}
+	// The adapter gave up on it at once: the error the runner publishes.
+	g.in(t, &bus.Envelope{Kind: bus.KindError, User: e.User, Contact: "bob",
+		Error: &bus.Error{Ref: "r1", Condition: "remote-server-timeout", Type: "wait", Text: "the network did not answer"}})
+	g.alice.WaitStanza(t, timeout, isError("r1"))
+
+	sendAs(t, g.alice, "bob", "r1", "first try")
+	if e2 := g.nextOut(t); e2.Message.ID != "r1" || e2.Message.Body != "first try" || e2.ID == e.ID {
+		t.Fatalf("resend stored as %+v (message %+v), want a new envelope for r1", e2, e2.Message)
+	}
+	// A copy of the resend (a reconnect) is not sent twice.
+	sendAs(t, g.alice, "bob", "r1", "first try")
+	sendAs(t, g.alice, "bob", "r2", "marker")
+	if e3 := g.nextOut(t); e3.Message.ID != "r2" {
+		t.Fatalf("after a copy of the resend, the next outbound is %q, want r2 (the copy is a duplicate)", e3.Message.ID)
+	}
+	// The failure came at once, while the sender was there: no notice.
+	for _, raw := range g.alice.Stanzas() {
+		if strings.Contains(raw, "urn:xmppgw:notice:0") {
+			t.Errorf("a failure reported at once also got a notice: %s", raw)
+		}
+	}
+}
+
+// A failure reported after the sender's resource went offline (a delivery
+// report minutes later) is not lost: the server drops an error message to a
+// resource that has gone (RFC 6121), so the user's bare JID is also told,
+// with a chat message the server stores offline, referring to the failed
+// message (XEP-0461). Issue #12: nothing reached the user.
+func TestLateFailureToldAfterResourceGone(t *testing.T) {
+	g := startRoomGatewayOn(t, true)
+	sendAs(t, g.alice, "bob", "late-1", "are you there?")
+	e := g.nextOut(t)
+	if err := g.alice.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g.in(t, &bus.Envelope{Kind: bus.KindStatus, User: e.User, Contact: "bob",
+		Status: &bus.Status{Ref: "late-1", State: bus.StateFailed, Code: "30003", Reason: "Unreachable destination handset"}})
+
+	alice := xmpptest.Login(t, g.srv, "alice", "password")
+	got := alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool {
+		return s.Kind == "message" && strings.Contains(s.Raw, "urn:xmppgw:notice:0")
+	})
+	for _, want := range []string{
+		`type="chat"`, "from=\"bob@" + ircDomain + "\"", "Your message was not delivered: Unreachable destination handset (error 30003)",
+		`type="failed"`, `ref="late-1"`,
+	} {
+		if !strings.Contains(strings.ReplaceAll(got.Raw, "'", `"`), want) {
+			t.Errorf("notice %s\nlacks %s", got.Raw, want)
+		}
+	}
+	// Prosody orders attributes as it likes: look at the element alone.
+	reply := regexp.MustCompile(`<reply [^>]*>`).FindString(strings.ReplaceAll(got.Raw, "'", `"`))
+	for _, want := range []string{`xmlns="urn:xmpp:reply:0"`, `id="late-1"`, `to="` + e.User + `"`} {
+		if !strings.Contains(reply, want) {
+			t.Errorf("XEP-0461 reference %q lacks %s", reply, want)
+		}
+	}
+}
