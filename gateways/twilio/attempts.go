@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,8 +43,13 @@ const clockSkew = 30 * time.Second
 // outcome is looked up at Twilio.
 const settleMargin = 2 * time.Second
 
-// maxLookup bounds how many messages one lookup reads at Twilio.
-const maxLookup = 20000
+// A lookup reads the conversation's messages at Twilio newest first, a
+// page at a time, until it reaches messages created before the attempt
+// began (most lookups end on the first page), and at most maxLookupPages.
+const (
+	lookupPageSize = 200
+	maxLookupPages = 25
+)
 
 // attemptKey names the attempt record of m: by its bus key, so that a
 // client reusing a stanza id later (some count from 1 each session) is not
@@ -107,40 +113,60 @@ func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, bo
 // findSent looks for the message at Twilio: same From and To, same body,
 // created no earlier than the attempt began, and not known to be another
 // stanza's message.
+//
+// The list is not filtered by DateSent: Twilio leaves date_sent null while
+// a message is queued (behind a number's send rate, for minutes under
+// load), and a DateSent filter leaves such a message out — the one most
+// likely to be sought. The list comes newest first by date_created, so the
+// pages are read until one reaches back before the attempt.
 func (a *Adapter) findSent(ctx context.Context, m gateways.Outbound, rec attempt, from, body string) (string, error) {
-	// Everything this conversation sent since the attempt began (paged):
-	// under load hundreds of newer messages can come after the one sought.
+	since := rec.Started.Add(-clockSkew)
 	p := &openapi.ListMessageParams{}
 	p.SetFrom(from)
 	p.SetTo(m.To)
-	p.SetDateSentAfter(rec.Started.Add(-clockSkew))
-	p.SetPageSize(1000)
-	p.SetLimit(maxLookup)
-	list, err := a.list(ctx, p)
-	if err != nil {
-		return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: %w", err)
-	}
-	for _, msg := range list {
-		if msg.Sid == nil || msg.Body == nil || *msg.Body != body || msg.DateCreated == nil {
-			continue
+	p.SetPageSize(lookupPageSize)
+	token, number := "", ""
+	for range maxLookupPages {
+		page, err := withContext(ctx, func() (*openapi.ListMessageResponse, error) { return a.api.PageMessage(p, token, number) })
+		if err != nil {
+			return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: %w", err)
 		}
-		created, err := time.Parse(time.RFC1123Z, *msg.DateCreated)
-		if err != nil || created.Before(rec.Started.Add(-clockSkew)) {
-			continue
-		}
-		if other, err := a.msgs.Get(ctx, a.sidKey(*msg.Sid)); err == nil {
-			var sr sentRecord
-			if json.Unmarshal(other.Value(), &sr) == nil && (sr.Ref != m.ID || sr.User != m.From) {
-				continue // an identical text of another message
+		older := false
+		for _, msg := range page.Messages {
+			if msg.DateCreated == nil {
+				continue
 			}
+			created, err := time.Parse(time.RFC1123Z, *msg.DateCreated)
+			if err != nil {
+				continue
+			}
+			if created.Before(since) {
+				older = true
+				continue
+			}
+			if msg.Sid == nil || msg.Body == nil || *msg.Body != body {
+				continue
+			}
+			if other, err := a.msgs.Get(ctx, a.sidKey(*msg.Sid)); err == nil {
+				var sr sentRecord
+				if json.Unmarshal(other.Value(), &sr) == nil && (sr.Ref != m.ID || sr.User != m.From) {
+					continue // an identical text of another message
+				}
+			}
+			return *msg.Sid, nil
 		}
-		return *msg.Sid, nil
+		if older || page.NextPageUri == nil || *page.NextPageUri == "" {
+			return "", nil
+		}
+		next, err := url.Parse(*page.NextPageUri)
+		if err != nil {
+			return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: next page %q: %w", *page.NextPageUri, err)
+		}
+		token, number = next.Query().Get("PageToken"), next.Query().Get("Page")
 	}
-	return "", nil
-}
-
-func (a *Adapter) list(ctx context.Context, p *openapi.ListMessageParams) ([]openapi.ApiV2010Message, error) {
-	return withContext(ctx, func() ([]openapi.ApiV2010Message, error) { return a.api.ListMessage(p) })
+	// Not found, and not all read: sending again could be a second SMS.
+	return "", fmt.Errorf("asking Twilio whether an earlier attempt was sent: more than %d messages from %s to %s since the attempt began; not sending again without knowing",
+		maxLookupPages*lookupPageSize, from, m.To)
 }
 
 // beginAttempt records that a create call is about to be made.
@@ -174,11 +200,17 @@ func notSent(err error) bool {
 }
 
 // recordSent maps the SID back to the stanza, for delivery reports and for
-// recognising the message at Twilio after a crash. A failure here costs a
-// receipt, not a message: log it.
+// recognising the message at Twilio after a crash, then applies a delivery
+// report that came before the record (see keepEarly). A failure here costs
+// a receipt, not a message: log it.
 func (a *Adapter) recordSent(ctx context.Context, m gateways.Outbound, sid string) {
-	rec, _ := json.Marshal(sentRecord{Ref: m.ID, Key: m.Key, User: m.From, Contact: m.To, Receipt: m.Receipt})
+	sr := sentRecord{Ref: m.ID, Key: m.Key, User: m.From, Contact: m.To, Receipt: m.Receipt}
+	rec, _ := json.Marshal(sr)
 	if _, err := a.msgs.Put(ctx, a.sidKey(sid), rec); err != nil {
-		a.log.Warn("could not record sent message; its delivery report will be ignored", "sid", sid, "err", err)
+		a.log.Warn("could not record sent message; its delivery report is kept but not applied", "sid", sid, "err", err)
+		return
+	}
+	if err := a.applyEarly(ctx, sid, sr); err != nil {
+		a.log.Warn("a delivery report that came before the message's record could not be applied", "sid", sid, "id", m.ID, "err", err)
 	}
 }

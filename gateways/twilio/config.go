@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nyaruka/phonenumbers"
+
+	"github.com/xmppgw/xmppgw/gateways"
 )
 
 // Config is the gateways.<name>.twilio block.
@@ -33,14 +35,24 @@ type Config struct {
 	MaxSegments int `koanf:"max_segments"`
 	// RequestTimeout bounds one API call; a call that times out may still
 	// have been accepted, which the next attempt checks before resending.
+	// At most MaxRequestTimeout.
 	RequestTimeout time.Duration `koanf:"request_timeout"`
 }
+
+// MaxRequestTimeout is the longest request_timeout. A retry of a message
+// whose earlier attempt has an unknown outcome waits request_timeout + 2 s
+// for that call to settle, asks Twilio (a list call) and sends (a create
+// call), each call bounded by request_timeout, and all of it within the
+// runner's send timeout (gateways.DefaultSendTimeout, 30 s); a longer
+// setting would make such retries time out and tell the sender
+// remote-server-timeout about an SMS that probably went out.
+const MaxRequestTimeout = (gateways.DefaultSendTimeout - settleMargin) / 3 / time.Second * time.Second
 
 // DefaultAPIURL is Twilio's REST API.
 const DefaultAPIURL = "https://api.twilio.com"
 
 func newConfig() any {
-	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10, RequestTimeout: 20 * time.Second}
+	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10, RequestTimeout: 8 * time.Second}
 }
 
 var (
@@ -103,8 +115,12 @@ func (c *Config) Validate() error {
 	if c.MPS <= 0 {
 		bad("mps", "must be more than 0 (sends per second per number), not %v", c.MPS)
 	}
-	if c.RequestTimeout < 100*time.Millisecond {
+	switch {
+	case c.RequestTimeout < 100*time.Millisecond:
 		bad("request_timeout", "must be at least 100ms, not %s", c.RequestTimeout)
+	case c.RequestTimeout > MaxRequestTimeout:
+		bad("request_timeout", "%s is over the maximum of %s: a retry after a timed-out call waits request_timeout + %s for it to settle, then makes two calls (a lookup at Twilio, the send) of up to request_timeout each, all within the %s a send may take",
+			c.RequestTimeout, MaxRequestTimeout, settleMargin, gateways.DefaultSendTimeout)
 	}
 	if c.MaxSegments < 1 {
 		bad("max_segments", "must be at least 1, not %d", c.MaxSegments)

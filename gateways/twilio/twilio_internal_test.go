@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twilio/twilio-go/client"
 
@@ -158,6 +159,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := good().Validate(); err != nil {
 		t.Fatalf("valid config: %v", err)
 	}
+	longest := good()
+	longest.RequestTimeout = MaxRequestTimeout
+	if err := longest.Validate(); err != nil || 3*MaxRequestTimeout+settleMargin > gateways.DefaultSendTimeout {
+		t.Errorf("request_timeout %s: %v; a retry needs up to %s of the %s", MaxRequestTimeout, err, 3*MaxRequestTimeout+settleMargin, gateways.DefaultSendTimeout)
+	}
 	tests := []struct {
 		name   string
 		change func(*Config)
@@ -178,6 +184,11 @@ func TestConfigValidate(t *testing.T) {
 		{"bad pool", func(c *Config) { c.Pool = []string{"+1"} }, `pool: "+1"`},
 		{"mps", func(c *Config) { c.MPS = 0 }, "mps: must be more than 0"},
 		{"segments", func(c *Config) { c.MaxSegments = 0 }, "max_segments: must be at least 1"},
+		{"short request_timeout", func(c *Config) { c.RequestTimeout = 10 * time.Millisecond }, "request_timeout: must be at least 100ms"},
+		// A retry after a timeout must fit its settling wait, the lookup and
+		// the send into the runner's 30 s.
+		{"long request_timeout", func(c *Config) { c.RequestTimeout = 20 * time.Second },
+			"request_timeout: 20s is over the maximum of 9s: a retry after a timed-out call waits request_timeout + 2s for it to settle, then makes two calls (a lookup at Twilio, the send) of up to request_timeout each, all within the 30s a send may take"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

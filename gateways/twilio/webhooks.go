@@ -157,7 +157,13 @@ func (a *Adapter) status(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	e, err := a.msgs.Get(ctx, a.sidKey(sid))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		a.log.Debug("status for a message we have no record of", "sid", sid, "status", state)
+		// Twilio does not retry status callbacks: answering without
+		// keeping it would lose the report for good.
+		if err := a.keepEarly(ctx, sid, earlyStatus{State: st, Code: f.Get("ErrorCode"), At: time.Now().UTC()}); err != nil {
+			a.log.Error("could not keep a delivery report that came before its message's record", "sid", sid, "status", state, "err", err)
+			http.Error(w, "temporarily unable to process the report", http.StatusServiceUnavailable)
+			return
+		}
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -171,23 +177,116 @@ func (a *Adapter) status(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if st == bus.StateDelivered && !rec.Receipt {
-		w.WriteHeader(http.StatusNoContent)
-		return
-	}
-	report := gateways.Status{Ref: rec.Ref, Key: rec.Key, User: rec.User, Contact: rec.Contact, State: st}
-	if st == bus.StateFailed {
-		report.Code = f.Get("ErrorCode")
-		report.Reason = "the message was not delivered"
-		if why, ok := deliveryErrors[report.Code]; ok {
-			report.Reason += ": " + why
-		}
-	}
-	if err := a.currentHost().Report(ctx, report); err != nil {
+	if err := a.report(ctx, rec, st, f.Get("ErrorCode")); err != nil {
 		http.Error(w, "temporarily unable to process the report", http.StatusServiceUnavailable)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// report hands the host the receipt or failure st (bus.StateDelivered or
+// bus.StateFailed, with Twilio's error code) of the message rec describes.
+func (a *Adapter) report(ctx context.Context, rec sentRecord, st, code string) error {
+	if st == bus.StateDelivered && !rec.Receipt {
+		return nil
+	}
+	h := a.currentHost()
+	if h == nil {
+		return gateways.ErrNotConnected
+	}
+	report := gateways.Status{Ref: rec.Ref, Key: rec.Key, User: rec.User, Contact: rec.Contact, State: st}
+	if st == bus.StateFailed {
+		report.Code = code
+		report.Reason = "the message was not delivered"
+		if why, ok := deliveryErrors[code]; ok {
+			report.Reason += ": " + why
+		}
+	}
+	return h.Report(ctx, report)
+}
+
+// earlyStatus is a delivery report that came before its message's SID
+// record: Twilio can call back before the create call's answer reached us
+// and recordSent wrote the record, and the write may have failed. It is
+// kept in the messages bucket (7 days) until recordSent applies it.
+type earlyStatus struct {
+	State string    `json:"state"` // bus.StateDelivered or bus.StateFailed
+	Code  string    `json:"code,omitempty"`
+	At    time.Time `json:"at"`
+}
+
+func (a *Adapter) earlyKey(sid string) string { return ID + "." + a.name + ".early." + sid }
+
+// earlyGrace is how long a kept report may wait for its record before a
+// warning says so; the record normally follows within a second.
+const earlyGrace = time.Minute
+
+// keepEarly stores a report whose SID record is missing, then looks for
+// the record once more: recordSent may have written it (and found no
+// report to apply) since the handler looked.
+func (a *Adapter) keepEarly(ctx context.Context, sid string, s earlyStatus) error {
+	v, _ := json.Marshal(s)
+	if _, err := a.msgs.Put(ctx, a.earlyKey(sid), v); err != nil {
+		return err
+	}
+	e, err := a.msgs.Get(ctx, a.sidKey(sid))
+	switch {
+	case errors.Is(err, jetstream.ErrKeyNotFound):
+		a.log.Debug("delivery report came before its message's record; kept until the record is written", "sid", sid, "status", s.State)
+		time.AfterFunc(earlyGrace, func() { a.warnIfOrphaned(sid) })
+		return nil
+	case err != nil:
+		return nil // kept; recordSent applies it
+	}
+	var rec sentRecord
+	if json.Unmarshal(e.Value(), &rec) != nil {
+		return nil
+	}
+	return a.applyEarly(ctx, sid, rec)
+}
+
+// applyEarly reports a status kept by keepEarly for sid, if there is one,
+// and removes it. Both recordSent and the status handler may apply the
+// same report in a race; the runner drops the repeat (it deduplicates
+// reports by message key and state).
+func (a *Adapter) applyEarly(ctx context.Context, sid string, rec sentRecord) error {
+	e, err := a.msgs.Get(ctx, a.earlyKey(sid))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("reading an early delivery report: %w", err)
+	}
+	var s earlyStatus
+	if err := json.Unmarshal(e.Value(), &s); err == nil {
+		if err := a.report(ctx, rec, s.State, s.Code); err != nil {
+			return fmt.Errorf("reporting an early delivery report: %w", err)
+		}
+	}
+	_ = a.msgs.Delete(ctx, a.earlyKey(sid), jetstream.LastRevision(e.Revision()))
+	return nil
+}
+
+// warnIfOrphaned says so when a kept report still has no record: its
+// message's record was lost (or the SID is not ours), and the sender will
+// not hear of it.
+func (a *Adapter) warnIfOrphaned(sid string) {
+	if a.currentHost() == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	e, err := a.msgs.Get(ctx, a.earlyKey(sid))
+	if err != nil {
+		return // applied, or nothing to say
+	}
+	if _, err := a.msgs.Get(ctx, a.sidKey(sid)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		return
+	}
+	var s earlyStatus
+	_ = json.Unmarshal(e.Value(), &s)
+	a.log.Warn("delivery report for a message with no record; kept for 7 days in case the record appears, the sender has not been told",
+		"sid", sid, "status", s.State, "code", s.Code, "since", s.At)
 }
 
 type mediaRecord struct {

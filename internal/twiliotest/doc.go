@@ -24,9 +24,16 @@
 // SetResponder hook, then the FailNext queue, then Twilio's validation.
 // Scripted failures therefore pre-empt validation, as a rate limit would.
 //
+// Messages leave a queue per sending number (or Messaging Service) at
+// SetSendRate's rate (DefaultSendRate, a long code's 1 per second): until
+// then a message is "queued" ("accepted" through a service) with date_sent
+// null, and the DateSent filters of the list do not match it; afterwards
+// it is "sent" with date_sent set. HoldSending and ReleaseSending keep
+// messages queued for as long as a test needs.
+//
 // Known gaps: the From number is not checked against owned numbers (21606),
-// messages stay "queued"/"accepted" (drive progress with StatusCallback),
-// media URLs serve the bytes themselves (Twilio may instead redirect to its
+// no message gets further than "sent" (drive delivery with StatusCallback),
+// a message sent through a Messaging Service keeps from null, media URLs serve the bytes themselves (Twilio may instead redirect to its
 // media CDN), and there is no Media list resource. A request with neither
 // Body nor MediaUrl gets 21619, what Twilio answers today (older answers
 // were 21602 "Message body is required.").

@@ -54,7 +54,18 @@ type Server struct {
 	pendingMMS     string               // message SID shared by AddMedia calls until InboundSMS
 	mediaFetches   int
 	inboundService string
+
+	// The sending queue: Twilio sends each number's (or Messaging
+	// Service's) messages at a fixed rate, and until a message is sent its
+	// status is queued/accepted and date_sent is null.
+	sendRate float64              // per sender, messages per second; 0: at once
+	holding  bool                 // HoldSending: nothing leaves the queue
+	nextSlot map[string]time.Time // per sender, when its queue is free
 }
+
+// DefaultSendRate is the fake's sending rate per number: Twilio sends 1
+// message per second from a US long code and queues the rest.
+const DefaultSendRate = 1.0
 
 // Message is an outbound message the fake accepted.
 type Message struct {
@@ -72,6 +83,9 @@ type Message struct {
 	// when sent through a Messaging Service without From.
 	Status  string
 	Created time.Time
+	// Sent is when the message left Twilio's queue (its date_sent, status
+	// "sent" from then on); zero while it is queued.
+	Sent time.Time
 }
 
 type storedMessage struct {
@@ -79,6 +93,27 @@ type storedMessage struct {
 	// viaService: Twilio has not picked a sender yet, so the resource
 	// shows from null and num_segments "0".
 	viaService bool
+	// sendAt is when the message leaves the queue; zero while it is held
+	// (HoldSending).
+	sendAt time.Time
+}
+
+// sender names the queue a message waits in: its number, or the
+// Messaging Service that picks one.
+func (m storedMessage) sender() string {
+	if m.From != "" {
+		return m.From
+	}
+	return m.MessagingServiceSID
+}
+
+// at is the message as it stands at now: sent once its time has come.
+func (m storedMessage) at(now time.Time) storedMessage {
+	if !m.sendAt.IsZero() && !now.Before(m.sendAt) {
+		m.Sent = m.sendAt
+	}
+	m.MediaURLs = slices.Clone(m.MediaURLs)
+	return m
 }
 
 // Failure scripts the answer to one create call.
@@ -129,6 +164,8 @@ func Listen(addr, accountSID, authToken string) (*Server, error) {
 		AuthToken:  authToken,
 		closing:    make(chan struct{}),
 		media:      make(map[string]mediaItem),
+		sendRate:   DefaultSendRate,
+		nextSlot:   make(map[string]time.Time),
 	}
 	s.listener = &switchListener{addr: l.Addr(), l: l, changed: make(chan struct{})}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
@@ -159,12 +196,58 @@ func (s *Server) Close() {
 func (s *Server) Messages() []Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	now := time.Now()
 	out := make([]Message, len(s.messages))
 	for i, m := range s.messages {
-		out[i] = m.Message
-		out[i].MediaURLs = slices.Clone(m.MediaURLs)
+		out[i] = m.at(now).Message
 	}
 	return out
+}
+
+// SetSendRate sets how many messages per second each sending number (or
+// Messaging Service) sends; the others wait in its queue, status queued
+// (accepted through a service) and date_sent null, as on Twilio. 0 sends
+// every message the moment it is created. It applies to messages created
+// from then on. The default is DefaultSendRate.
+func (s *Server) SetSendRate(mps float64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sendRate = max(mps, 0)
+}
+
+// HoldSending keeps every message created from now on in the queue until
+// ReleaseSending, as when a number's queue is hours long.
+func (s *Server) HoldSending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = true
+}
+
+// ReleaseSending ends HoldSending: the held messages leave their queues
+// from now on, in the order they were created, at the send rate.
+func (s *Server) ReleaseSending() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.holding = false
+	now := time.Now().UTC()
+	for i := range s.messages {
+		if s.messages[i].sendAt.IsZero() {
+			s.messages[i].sendAt = s.slot(s.messages[i].sender(), now)
+		}
+	}
+}
+
+// slot takes the next free place in sender's queue at or after now.
+// Callers hold s.mu.
+func (s *Server) slot(sender string, now time.Time) time.Time {
+	at := now
+	if next := s.nextSlot[sender]; next.After(at) {
+		at = next
+	}
+	if s.sendRate > 0 {
+		s.nextSlot[sender] = at.Add(time.Duration(float64(time.Second) / s.sendRate))
+	}
+	return at
 }
 
 // WaitMessages waits until at least n messages were accepted and returns
@@ -515,8 +598,13 @@ func (s *Server) accept(w http.ResponseWriter, req CreateRequest, callback strin
 		m.Status = "accepted"
 	}
 	s.mu.Lock()
+	if !s.holding {
+		m.sendAt = s.slot(m.sender(), m.Created)
+	}
 	s.messages = append(s.messages, m)
 	s.mu.Unlock()
+	// The create call answers with the message as created: queued, even
+	// when its queue is empty.
 	return m, true
 }
 
@@ -573,6 +661,10 @@ func (s *Server) resource(m storedMessage) apiMessage {
 	if m.viaService {
 		a.NumSegments = "0"
 	}
+	if !m.Sent.IsZero() {
+		sent := m.Sent.UTC().Format(time.RFC1123Z)
+		a.DateSent, a.DateUpdated, a.Status = &sent, sent, "sent"
+	}
 	return a
 }
 
@@ -581,7 +673,7 @@ func (s *Server) handleFetch(w http.ResponseWriter, r *http.Request, sid string)
 	i := slices.IndexFunc(s.messages, func(m storedMessage) bool { return m.SID == sid })
 	var m storedMessage
 	if i >= 0 {
-		m = s.messages[i]
+		m = s.messages[i].at(time.Now())
 	}
 	s.mu.Unlock()
 	if i < 0 {
@@ -603,9 +695,10 @@ type messagePage struct {
 	URI             string       `json:"uri"`
 }
 
-// handleList serves one page of messages, newest first, filtered by To,
-// From and DateSent (DateSent, DateSent<, DateSent>). The fake never sends,
-// so DateSent filters on the creation time.
+// handleList serves one page of messages, newest first (by date_created),
+// filtered by To, From and DateSent (DateSent, DateSent<, DateSent>). As on
+// Twilio, a DateSent filter matches only messages that were sent: a queued
+// message has no date_sent.
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	pageSize := 50
@@ -633,10 +726,11 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 	}
 
 	s.mu.Lock()
+	now := time.Now()
 	var all []storedMessage
 	for i := len(s.messages) - 1; i >= 0; i-- {
-		if keep(s.messages[i].Message) {
-			all = append(all, s.messages[i])
+		if m := s.messages[i].at(now); keep(m.Message) {
+			all = append(all, m)
 		}
 	}
 	s.mu.Unlock()
@@ -706,14 +800,16 @@ func listFilter(q url.Values) (func(Message) bool, error) {
 		return nil, err
 	}
 	to, from := q.Get("To"), q.Get("From")
+	byDate := hasOn || hasBefore || hasAfter
 	return func(m Message) bool {
-		day := m.Created.Truncate(24 * time.Hour)
+		day := m.Sent.Truncate(24 * time.Hour)
 		switch {
 		case to != "" && m.To != to,
 			from != "" && m.From != from,
+			byDate && m.Sent.IsZero(),
 			hasOn && !day.Equal(on.Truncate(24*time.Hour)),
-			hasBefore && !m.Created.Before(before),
-			hasAfter && m.Created.Before(after):
+			hasBefore && !m.Sent.Before(before),
+			hasAfter && m.Sent.Before(after):
 			return false
 		}
 		return true

@@ -349,6 +349,7 @@ func TestAuth(t *testing.T) {
 
 func TestListAndFetch(t *testing.T) {
 	s := twiliotest.Start(t, accountSID, authToken)
+	s.SetSendRate(0) // every message sent at once: the DateSent filter sees them all
 	tc := newClient(t, s, accountSID, authToken, 5*time.Second)
 
 	var sids []string
@@ -413,6 +414,102 @@ func TestListAndFetch(t *testing.T) {
 	if re.Status != 404 || re.Code != 20404 ||
 		re.Message != "The requested resource /2010-04-01/Accounts/"+accountSID+"/Messages/"+missing+".json was not found" {
 		t.Errorf("fetch missing: %+v", re)
+	}
+}
+
+// A message waits in its number's queue, queued with date_sent null, and
+// the DateSent filters do not see it until it was sent, as on Twilio.
+func TestSendingQueue(t *testing.T) {
+	s := twiliotest.Start(t, accountSID, authToken)
+	tc := newClient(t, s, accountSID, authToken, 5*time.Second)
+	s.SetSendRate(5) // one every 200ms per number
+	today := time.Now().UTC()
+	sentToday := func() int {
+		t.Helper()
+		p := &api.ListMessageParams{}
+		p.SetDateSent(today)
+		l, err := tc.Api.ListMessage(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range l {
+			if m.DateSent == nil || *m.Status != "sent" {
+				t.Errorf("DateSent filter matched %s, status %s, date_sent %v", *m.Sid, *m.Status, m.DateSent)
+			}
+		}
+		return len(l)
+	}
+
+	first, err := send(tc, "+15551234567", "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := send(tc, "+15557654321", "second") // same number: waits its turn
+	if err != nil {
+		t.Fatal(err)
+	}
+	if *first.Status != "queued" || first.DateSent != nil {
+		t.Errorf("create answered %s, date_sent %v; want queued, null", *first.Status, first.DateSent)
+	}
+	all, err := tc.Api.ListMessage(&api.ListMessageParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != 2 || *all[0].Sid != *second.Sid || *all[0].Status != "queued" || all[0].DateSent != nil {
+		t.Fatalf("unfiltered list: %d messages, newest %v %v %v", len(all), *all[0].Sid, *all[0].Status, all[0].DateSent)
+	}
+	if !poll(5*time.Second, func() bool { return sentToday() == 2 }) {
+		t.Fatalf("DateSent matches %d messages, want 2 once both were sent", sentToday())
+	}
+	m, err := tc.Api.FetchMessage(*second.Sid, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created, _ := time.Parse(time.RFC1123Z, *m.DateCreated)
+	sent, err := time.Parse(time.RFC1123Z, *m.DateSent)
+	if err != nil || *m.Status != "sent" || sent.Before(created) {
+		t.Errorf("second: status %s, created %s, sent %s (%v)", *m.Status, *m.DateCreated, *m.DateSent, err)
+	}
+	if got := s.Messages(); got[0].Sent.IsZero() || got[1].Sent.Sub(got[0].Sent) < 150*time.Millisecond {
+		t.Errorf("sent at %v and %v: want 200ms apart (5 per second)", got[0].Sent, got[1].Sent)
+	}
+
+	// Held: queued however long it takes, then sent after the release.
+	s.HoldSending()
+	held, err := send(tc, "+15551234567", "held")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &api.CreateMessageParams{}
+	p.SetMessagingServiceSid(serviceSID).SetTo("+15551234567").SetBody("via service")
+	viaService, err := tc.Api.CreateMessage(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // longer than the rate would hold it
+	for sid, want := range map[string]string{*held.Sid: "queued", *viaService.Sid: "accepted"} {
+		if m, err := tc.Api.FetchMessage(sid, nil); err != nil || *m.Status != want || m.DateSent != nil {
+			t.Errorf("held %s: %v %v (%v), want %s and no date_sent", sid, *m.Status, m.DateSent, err, want)
+		}
+	}
+	if n := sentToday(); n != 2 {
+		t.Errorf("DateSent matches %d messages while two are held, want 2", n)
+	}
+	s.ReleaseSending()
+	if !poll(5*time.Second, func() bool { return sentToday() == 4 }) {
+		t.Errorf("DateSent matches %d messages after the release, want 4", sentToday())
+	}
+}
+
+// poll reports whether cond became true within d.
+func poll(d time.Duration, cond func() bool) bool {
+	for deadline := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
 	}
 }
 
