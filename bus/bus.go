@@ -260,9 +260,10 @@ func (e *embedded) stop() {
 	}
 }
 
-// Store recovery: publishes to a subject failing for this long, without a
-// success, while the data directory takes writes again, mean the store kept
-// an old write error.
+// Store recovery: a stream with a reported write error, or publishes to a
+// subject failing for this long without a success and a probe of the store
+// failing too, while the data directory takes writes again, mean the store
+// kept an old write error.
 const (
 	stuckAfter      = 3 * time.Second  // a subject failing this long
 	restartInterval = 10 * time.Second // at most one restart per interval
@@ -285,7 +286,30 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		}
 		b.checkStoreHealth()
 		since, last := b.health.stuck()
-		if since.IsZero() || time.Since(since) < stuckAfter || time.Since(lastRestart) < restartInterval {
+		if since.IsZero() || time.Since(since) < stuckAfter {
+			continue
+		}
+		if b.health.fault() == nil {
+			// Only publishes have failed, and a subject's mark would
+			// otherwise wait for that subject's next publish: ask the
+			// store itself. A restart is not free (work in hand is
+			// delivered again), so it takes a failed probe too.
+			began := time.Now()
+			err := b.probeStore()
+			select {
+			case <-stop:
+				return // closing: the probe may have failed for that
+			default:
+			}
+			if err == nil {
+				b.health.probed(began)
+				b.log.Info("publishes failed but the store takes writes; not restarting the embedded NATS server",
+					"failing_for", time.Since(since).Round(time.Millisecond), "last_error", last)
+				continue
+			}
+			last = fmt.Errorf("%v; probe: %w", last, err)
+		}
+		if time.Since(lastRestart) < restartInterval {
 			continue
 		}
 		if err := probeWritable(b.emb.dir); err != nil {
@@ -301,6 +325,37 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		}
 		b.health.restarted()
 	}
+}
+
+// probeGateway names no gateway (their names start with a letter or a
+// digit): no consumer takes what the probe stores on the work streams.
+const probeGateway = "_probe"
+
+// probeTimeout bounds one probe: the watcher's tick is 500 ms.
+const probeTimeout = time.Second
+
+// probeStore writes to each work stream's store and removes what it wrote,
+// bypassing the breaker: a message on a subject of the stream that no
+// consumer takes (xmppgw._probe.out, .in), then its deletion. It tests the
+// very file stores, and account limits, that the work uses.
+func (b *Bus) probeStore() error {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	data := []byte(time.Now().UTC().Format(time.RFC3339Nano))
+	for _, subject := range []string{OutSubject(probeGateway), InSubject(probeGateway)} {
+		ack, err := b.js.Publish(ctx, subject, data)
+		if err != nil {
+			return fmt.Errorf("store %s: %w", subject, err)
+		}
+		s, err := b.js.Stream(ctx, ack.Stream)
+		if err == nil {
+			err = s.DeleteMsg(ctx, ack.Sequence)
+		}
+		if err != nil {
+			return fmt.Errorf("remove the probe from %s: %w", ack.Stream, err)
+		}
+	}
+	return nil
 }
 
 // checkStoreHealth asks the embedded server for its streams' write errors:
@@ -436,9 +491,18 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	if err := b.health.shortCircuit(); err != nil { // never trips for external NATS
 		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
 	}
-	if b.health.degraded() {
+	// The bus's own bound on its store's answer, within the caller's: a
+	// store that does not answer in time is failing; a caller that gives up
+	// first says nothing about the store. External NATS keeps the caller's
+	// (a reconnect there is waited for).
+	caller := ctx
+	if b.emb != nil {
+		bound := answerTimeout
+		if b.health.degraded() {
+			bound = degradedTimeout
+		}
 		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, degradedTimeout)
+		ctx, cancel = context.WithTimeout(ctx, bound)
 		defer cancel()
 	}
 	// A store fault recorded while this publish waits means the store will
@@ -448,7 +512,11 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	defer cancel(nil)
 	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
 	ack, err := b.js.Publish(pctx, subject, data, opts...)
-	if err != nil && errors.Is(context.Cause(pctx), ErrStoreRefusing) {
+	if err == nil {
+		b.health.recordPublish(subject, nil)
+		return ack.Duplicate, nil
+	}
+	if errors.Is(context.Cause(pctx), ErrStoreRefusing) {
 		return false, fmt.Errorf("bus: publish %s: %w (%w): %v", subject, ErrStoreRefusing, ErrOutcomeUnknown, b.StoreFault())
 	}
 	// Write health is tracked for the embedded server, whose store is
@@ -456,18 +524,37 @@ func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID st
 	// process restarts. With external NATS a failure is usually a
 	// reconnect in progress: publishes wait for it instead of being
 	// refused at once.
-	if err != nil && b.emb != nil && !errors.Is(err, context.Canceled) {
+	if b.emb != nil && caller.Err() == nil && storeFailed(err) {
 		b.health.recordPublish(subject, err)
 	}
-	if err != nil {
-		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
-			// It left, and no answer came back.
-			return false, fmt.Errorf("bus: publish %s: %w (%w)", subject, err, ErrOutcomeUnknown)
-		}
-		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
+		// It left, and no answer came back.
+		return false, fmt.Errorf("bus: publish %s: %w (%w)", subject, err, ErrOutcomeUnknown)
 	}
-	b.health.recordPublish(subject, nil)
-	return ack.Duplicate, nil
+	return false, fmt.Errorf("bus: publish %s: %w", subject, err)
+}
+
+// answerTimeout bounds how long a publish waits for the store's answer,
+// whatever the caller allows: an embedded store that takes this long is
+// stalled (a healthy one answers in well under a millisecond, a few with
+// fsync). Shorter than the component's 5 s, so that its publishes, not
+// only its callers' patience, find out.
+const answerTimeout = 4 * time.Second
+
+// storeFailed reports whether err, from a publish whose caller still
+// waited, is the store's own failure: the server answering with a
+// server-side error (a write that failed, no space, JetStream disabled),
+// no answer within the bus's own bound, or nothing answering for the
+// stream at all. A caller's cancellation or deadline is not, nor is a
+// refusal of the message itself (too large, a failed expectation), nor a
+// connection closing.
+func storeFailed(err error) bool {
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) {
+		return apiErr.Code >= 500
+	}
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse)
 }
 
 // ConsumerConfig shapes a durable work consumer.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -31,23 +32,29 @@ const retryInterval = 250 * time.Millisecond
 const degradedTimeout = 500 * time.Millisecond
 
 // health is the bus's view of whether its embedded store takes writes. Two
-// kinds of evidence feed it: publishes that fail (a breaker: refused at
-// once, with one real attempt per retryInterval, until one succeeds), and
-// write errors the server itself reports for a stream (sticky: nats-server
-// keeps them until it restarts, so only a restart clears them). The store
-// watcher reads it to decide when to restart the server.
+// kinds of evidence feed it: publishes the store failed (an error from the
+// server, or no answer within the bus's own bound — never a caller giving
+// up; a breaker: refused at once, with one real attempt per retryInterval,
+// until one succeeds or the watcher's probe of the store does), and write
+// errors the server itself reports for a stream (sticky: nats-server keeps
+// them until it restarts, so only a restart clears them). The store
+// watcher reads it to decide when to probe the store and when to restart
+// the server.
 type health struct {
 	log *slog.Logger
 
 	mu sync.Mutex
-	// The breaker: set by a failed publish, cleared by a successful one.
-	failingSince time.Time
-	lastFailure  error
-	lastTry      time.Time // last real publish while failing
+	// The breaker: set by a failed publish, cleared by a successful one
+	// or a successful probe.
+	failingSince  time.Time
+	lastFailure   error
+	lastFailureAt time.Time
+	lastTry       time.Time // last real publish while failing
 	// Since when each subject's publishes (or each faulted stream, as
 	// "stream NAME") have failed without a success in between. A disk fault
 	// breaks each stream's store separately, so one can keep failing while
-	// another recovers.
+	// another recovers. A subject's mark also clears when the watcher's
+	// probe of the store succeeds: a quiet subject would keep it for good.
 	failing map[string]time.Time
 	// Streams that hit a write error, which every later write to them
 	// (publishes, and the removals that acknowledgements of work-queue
@@ -102,6 +109,9 @@ func (h *health) recordPublish(subject string, err error) {
 	} else if _, ok := h.failing[subject]; !ok {
 		h.failing[subject] = time.Now()
 	}
+	if err != nil {
+		h.lastFailureAt = time.Now()
+	}
 	switch {
 	case err == nil:
 		if !h.failingSince.IsZero() {
@@ -135,6 +145,7 @@ func (h *health) markFault(stream string, err error) {
 	if h.failingSince.IsZero() {
 		h.failingSince, h.lastFailure, h.lastTry = now, err, now
 	}
+	h.lastFailureAt = now
 	if first {
 		h.log.Error("the message store cannot write; refusing new work and holding deliveries until it can", "stream", stream, "err", err)
 	}
@@ -179,6 +190,24 @@ func (h *health) stuck() (since time.Time, last error) {
 		}
 	}
 	return since, h.lastFailure
+}
+
+// probed records that a write to the store, begun at began, succeeded:
+// publish failures marked before then are forgotten, and the breaker
+// closes unless a publish failed since. Faults stay: only a restart
+// clears them.
+func (h *health) probed(began time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for subject, since := range h.failing {
+		if !strings.HasPrefix(subject, "stream ") && since.Before(began) {
+			delete(h.failing, subject)
+		}
+	}
+	if len(h.faults) == 0 && !h.failingSince.IsZero() && h.lastFailureAt.Before(began) {
+		h.log.Info("the store takes writes again (probed)", "after", time.Since(h.failingSince).Round(time.Millisecond))
+		h.failingSince, h.lastFailure = time.Time{}, nil
+	}
 }
 
 // restarted forgets what the previous server's store kept: its faults and

@@ -70,3 +70,31 @@ func TestHealthFault(t *testing.T) {
 		t.Fatal("the faulted context was not renewed")
 	}
 }
+
+// A successful probe of the store forgets the publish failures marked
+// before it began, and closes the breaker, unless a publish failed since;
+// faults stay until a restart.
+func TestHealthProbed(t *testing.T) {
+	h := newHealth(slog.New(slog.DiscardHandler))
+	h.recordPublish("quiet", errors.New("timeout"))
+	h.probed(time.Now())
+	if since, _ := h.stuck(); !since.IsZero() || h.degraded() || h.ready() != nil {
+		t.Fatalf("after a probe: failing since %v, degraded %v, ready %v", since, h.degraded(), h.ready())
+	}
+
+	began := time.Now()
+	h.recordPublish("later", errors.New("timeout")) // during the probe
+	h.probed(began)
+	if since, _ := h.stuck(); since.IsZero() || !h.degraded() {
+		t.Fatal("a probe cleared a failure recorded after it began")
+	}
+
+	h.markFault("XMPPGW_OUT", errors.New("write: read-only file system"))
+	h.probed(time.Now().Add(time.Second))
+	if h.fault() == nil || h.ready() == nil {
+		t.Fatal("a probe cleared a store fault")
+	}
+	if since, _ := h.stuck(); since.IsZero() {
+		t.Fatal("a probe cleared a faulted stream's mark")
+	}
+}

@@ -65,6 +65,14 @@ type Runner struct {
 	log *slog.Logger
 	// holding: sends wait for the store (see storeWritable).
 	holding atomic.Bool
+	// ack acknowledges a message the adapter accepted: synchronously, so
+	// a store fault that arrived during the send is known once the store
+	// has answered. Tests replace it to lose an acknowledgement.
+	ack func(context.Context, jetstream.Msg) error
+	// sent remembers the envelopes the adapter accepted: one delivered
+	// again because its acknowledgement was lost (the store failed or
+	// restarted in between) is acknowledged, not sent twice.
+	sent *recentIDs
 }
 
 // NewRunner checks options and fills defaults. It starts nothing.
@@ -93,7 +101,9 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
-	return &Runner{o: o, log: o.Logger}, nil
+	r := &Runner{o: o, log: o.Logger, sent: newRecentIDs(recentSent)}
+	r.ack = func(ctx context.Context, m jetstream.Msg) error { return m.DoubleAck(ctx) }
+	return r, nil
 }
 
 // Run starts the adapter (retrying with backoff until ctx ends), then
@@ -356,6 +366,17 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		_ = msg.Nak() // shutting down: whoever runs next sends it
 		return
 	}
+	if r.sent.has(e.ID) {
+		// Sent already; its acknowledgement did not survive.
+		r.log.Info("outbound envelope delivered again by the bus; already sent, acknowledging it", "id", e.ID)
+		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Duplicate)
+		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		if err := r.ack(ackCtx, msg); err != nil {
+			r.log.Warn("ack of an envelope sent before", "id", e.ID, "err", err)
+		}
+		cancel()
+		return
+	}
 	attempt := 1
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
@@ -400,10 +421,9 @@ func (r *Runner) handle(ctx context.Context, j job) {
 	switch {
 	case err == nil:
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Sent)
-		// Synchronously: a store fault that arrived during the send is
-		// known once the store has answered.
+		r.sent.add(e.ID)
 		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
-		if err := msg.DoubleAck(ackCtx); err != nil {
+		if err := r.ack(ackCtx, msg); err != nil {
 			r.log.Warn("ack after send", "id", e.ID, "err", err)
 		}
 		cancel()
@@ -465,6 +485,51 @@ func (r *Runner) storeWritable(ctx context.Context, stopping <-chan struct{}, e 
 			return true
 		}
 	}
+}
+
+// recentSent is how many sent envelope ids a runner remembers: 1.5 MB
+// when full (measured, nuid ids). A message whose acknowledgement was lost
+// comes back once the ack wait (15 s) has passed, or after the store's
+// repair; while the store cannot write nothing is sent (storeWritable), so
+// what pushes its id out is what is sent in between: 16384 is many times
+// what the consumer lets be in flight (64 per worker), and over two
+// minutes at 100 sends a second. No time expiry: a repair that takes
+// hours sends nothing meanwhile, and forgetting by age would forget
+// exactly those ids. Not in KV: one more store write (with fsync) per
+// message, and a gap still between the send and that write.
+const recentSent = 16384
+
+// recentIDs is a bounded set of ids: the oldest is forgotten first.
+type recentIDs struct {
+	mu    sync.Mutex
+	set   map[string]struct{}
+	order []string // ring buffer of the ids in set
+	next  int
+}
+
+func newRecentIDs(n int) *recentIDs {
+	return &recentIDs{set: map[string]struct{}{}, order: make([]string, n)}
+}
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.set[id]
+	return ok
+}
+
+func (r *recentIDs) add(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.set[id]; ok {
+		return
+	}
+	if old := r.order[r.next]; old != "" {
+		delete(r.set, old)
+	}
+	r.order[r.next] = id
+	r.set[id] = struct{}{}
+	r.next = (r.next + 1) % len(r.order)
 }
 
 // outbound turns a message envelope into what the adapter is given, honouring

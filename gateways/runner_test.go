@@ -159,6 +159,12 @@ func startRunnerOn(t *testing.T, b *bus.Bus, a *scriptAdapter, edit func(*gatewa
 	if err != nil {
 		t.Fatalf("NewRunner: %v", err)
 	}
+	return runRunner(t, b, a, o, r)
+}
+
+// runRunner runs r (made from o) until the test ends.
+func runRunner(t *testing.T, b *bus.Bus, a *scriptAdapter, o gateways.RunnerOptions, r *gateways.Runner) *harness {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &harness{t: t, b: b, a: a, m: o.Metrics, cancel: cancel, done: make(chan struct{})}
 	go func() {
