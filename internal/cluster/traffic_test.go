@@ -255,7 +255,7 @@ func (tr *traffic) account() rows {
 			case errs[k] != "":
 				r.errors++
 			default:
-				if toComp.Window(k) {
+				if toComp.Window(k) || toComp.HeldByServer(k) {
 					r.window++
 				} else {
 					r.lost++

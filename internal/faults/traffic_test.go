@@ -388,41 +388,6 @@ func (e *env) account() [2]row {
 	// Outbound.
 	out := row{dir: "out"}
 	toComp := scenario.ToComponent(tap, scenario.Out, e.n, func(k int) bool { return copies[k] > 0 || e.outErr[k] != "" })
-	// Per abruptly ended component connection: the span of message
-	// numbers after the last one it carried and before the first one the
-	// next connection carried. Alice sends in number order, so a message in
-	// that span that was never written to the gateway, and never bounced,
-	// was taken by the XMPP server for a stream that died (XEP-0114 has no
-	// acknowledgement: Prosody drops what it queued for a dead component).
-	type span struct{ after, before int }
-	var serverHeld []span
-	for ci, c := range tap {
-		if !c.Ended || !c.Abrupt {
-			continue
-		}
-		sp := span{after: 0, before: e.n + 1}
-		for _, id := range c.ToComp {
-			if k := scenario.Out.Number(id); k > sp.after && k <= e.n {
-				sp.after = k
-			}
-		}
-		if ci+1 < len(tap) {
-			for _, id := range tap[ci+1].ToComp {
-				if k := scenario.Out.Number(id); k > 0 && k < sp.before {
-					sp.before = k
-				}
-			}
-		}
-		serverHeld = append(serverHeld, sp)
-	}
-	heldByServer := func(k int) bool {
-		for _, sp := range serverHeld {
-			if k > sp.after && k < sp.before {
-				return true
-			}
-		}
-		return false
-	}
 	// Per alice session: the last message written on it that reached
 	// Prosody (the component saw it, or someone answered it).
 	lastReached := make([]int, len(e.sessions)+1)
@@ -483,7 +448,7 @@ func (e *env) account() [2]row {
 				out.window++
 				out.c2sWindow++
 				out.windowIDs = append(out.windowIDs, k)
-			case !seen && heldByServer(k):
+			case toComp.HeldByServer(k):
 				out.window++
 				out.srvWindow++
 				out.windowIDs = append(out.windowIDs, k)

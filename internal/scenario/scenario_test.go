@@ -247,6 +247,24 @@ func TestToComponent(t *testing.T) {
 	}
 }
 
+// Messages the XMPP server held for a stream that kill -9 cut: never on the
+// tap, numbered between the last the cut stream carried and the first a
+// later stream carried. A cut stream of another domain grants nothing.
+func TestHeldByServer(t *testing.T) {
+	tap := proctest.TapSnapshot{
+		{Ended: true, Abrupt: true, ToComp: []string{"e-00001"}}, // another series
+		{Ended: true, Abrupt: true, ToComp: []string{"o-00001", "o-00002", "o-00003"}},
+		{ToComp: []string{"e-00002"}},
+		{ToComp: []string{"o-00006", "o-00007"}},
+	}
+	c := scenario.ToComponent(tap, scenario.Out, 9, func(int) bool { return true })
+	for k, want := range map[int]bool{1: false, 2: false, 3: false, 4: true, 5: true, 6: false, 7: false, 8: false, 9: false} {
+		if got := c.HeldByServer(k); got != want {
+			t.Errorf("HeldByServer(%d) = %v, want %v", k, got, want)
+		}
+	}
+}
+
 func TestInboundWindow(t *testing.T) {
 	in := scenario.NewInbound(10)
 	for i := 1; i <= 10; i++ {

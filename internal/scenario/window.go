@@ -17,7 +17,13 @@ type Crossings struct {
 	// lastThrough, per connection: the position of the last message known
 	// to have got through; -1 for none.
 	lastThrough []int
+	// held: per connection that a fault cut and that carried messages of
+	// the series, the numbers after the last one it carried and before the
+	// first one a later connection carried (see HeldByServer).
+	held []span
 }
+
+type span struct{ after, before int }
 
 type crossing struct{ conn, at int }
 
@@ -41,7 +47,48 @@ func ToComponent(tap proctest.TapSnapshot, s Series, n int, through func(k int) 
 			}
 		}
 	}
+	for ci, conn := range tap {
+		if !conn.Ended || !conn.Abrupt {
+			continue
+		}
+		sp := span{after: 0, before: n + 1}
+		for _, id := range conn.ToComp {
+			if k := s.Number(id); k > sp.after && k <= n {
+				sp.after = k
+			}
+		}
+		if sp.after == 0 {
+			continue // another domain's stream, or one that carried none
+		}
+		for _, later := range tap[ci+1:] {
+			for _, id := range later.ToComp {
+				if k := s.Number(id); k > 0 && k < sp.before {
+					sp.before = k
+				}
+			}
+		}
+		c.held = append(c.held, sp)
+	}
 	return c
+}
+
+// HeldByServer reports whether message k, which never crossed the tap, was
+// sent while the XMPP server held it for a component stream that a fault
+// cut: after the last message that stream carried and before the first a
+// later stream carried. The sender sends in number order, and XEP-0114
+// has no acknowledgement: Prosody drops what it queued for a dead
+// component, without a bounce. The caller checks that k was neither
+// delivered nor answered.
+func (c Crossings) HeldByServer(k int) bool {
+	if c.Seen(k) {
+		return false
+	}
+	for _, sp := range c.held {
+		if k > sp.after && k < sp.before {
+			return true
+		}
+	}
+	return false
 }
 
 // Seen reports whether message k crossed the tap.
