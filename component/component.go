@@ -23,6 +23,7 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/internal/backoff"
 	"github.com/xmppgw/xmppgw/internal/metrics"
+	"github.com/xmppgw/xmppgw/internal/recent"
 )
 
 // Options configures one gateway's component.
@@ -95,7 +96,7 @@ type Component struct {
 	// written remembers the envelopes most recently written to the XMPP
 	// stream: one redelivered because its acknowledgement was lost (a NATS
 	// node died before replicating it) is acknowledged, not written twice.
-	written *recentIDs
+	written *recent.IDs
 	// holding: inbound delivery waits for the store (see deliver).
 	holding atomic.Bool
 	// queued: when recent outbound messages were stored (failures.go).
@@ -142,7 +143,7 @@ func New(o Options) (*Component, error) {
 		admins:  map[string]bool{},
 		reason:  "component stream not connected yet",
 		quotas:  newQuotas(o.QuotaMessages, o.QuotaPer),
-		written: newRecentIDs(recentWritten),
+		written: recent.New(recentWritten),
 	}
 	for _, a := range o.AllowedDomains {
 		c.allowed[strings.ToLower(a)] = true

@@ -3,7 +3,6 @@ package component
 import (
 	"context"
 	"fmt"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,7 +52,7 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		_ = msg.Term()
 		return
 	}
-	if c.written.has(e.ID) {
+	if c.written.Has(e.ID) {
 		// Written already; its acknowledgement did not survive.
 		c.log.Info("inbound envelope delivered again by the bus; already written, acknowledging it", "id", e.ID)
 		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Duplicate)
@@ -99,7 +98,7 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 			return
 		}
 	}
-	c.written.add(e.ID)
+	c.written.Add(e.ID)
 	// Acknowledged synchronously: the store records the acknowledgement
 	// (with sync_always, durably) before it answers, and reports a write
 	// that fails at once, so a fault that arrived between the check above
@@ -268,36 +267,3 @@ func (c *Component) contactJID(contact string) (jid.JID, error) {
 // recentWritten is how many written envelope ids the component remembers:
 // far more than can be in flight between a write and its acknowledgement.
 const recentWritten = 4096
-
-// recentIDs is a bounded set of ids: the oldest is forgotten first.
-type recentIDs struct {
-	mu    sync.Mutex
-	set   map[string]struct{}
-	order []string // ring buffer of the ids in set
-	next  int
-}
-
-func newRecentIDs(n int) *recentIDs {
-	return &recentIDs{set: make(map[string]struct{}, n), order: make([]string, n)}
-}
-
-func (r *recentIDs) has(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.set[id]
-	return ok
-}
-
-func (r *recentIDs) add(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.set[id]; ok {
-		return
-	}
-	if old := r.order[r.next]; old != "" {
-		delete(r.set, old)
-	}
-	r.order[r.next] = id
-	r.set[id] = struct{}{}
-	r.next = (r.next + 1) % len(r.order)
-}

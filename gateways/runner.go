@@ -17,6 +17,7 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/internal/backoff"
 	"github.com/xmppgw/xmppgw/internal/metrics"
+	"github.com/xmppgw/xmppgw/internal/recent"
 )
 
 // RunnerOptions configures a Runner.
@@ -72,7 +73,7 @@ type Runner struct {
 	// sent remembers the envelopes the adapter accepted: one delivered
 	// again because its acknowledgement was lost (the store failed or
 	// restarted in between) is acknowledged, not sent twice.
-	sent *recentIDs
+	sent *recent.IDs
 }
 
 // NewRunner checks options and fills defaults. It starts nothing.
@@ -101,7 +102,7 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 	if o.RetryMax <= 0 {
 		o.RetryMax = time.Minute
 	}
-	r := &Runner{o: o, log: o.Logger, sent: newRecentIDs(recentSent)}
+	r := &Runner{o: o, log: o.Logger, sent: recent.New(recentSent)}
 	r.ack = func(ctx context.Context, m jetstream.Msg) error { return m.DoubleAck(ctx) }
 	return r, nil
 }
@@ -366,7 +367,7 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		_ = msg.Nak() // shutting down: whoever runs next sends it
 		return
 	}
-	if r.sent.has(e.ID) {
+	if r.sent.Has(e.ID) {
 		// Sent already; its acknowledgement did not survive.
 		r.log.Info("outbound envelope delivered again by the bus; already sent, acknowledging it", "id", e.ID)
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Duplicate)
@@ -421,7 +422,7 @@ func (r *Runner) handle(ctx context.Context, j job) {
 	switch {
 	case err == nil:
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Sent)
-		r.sent.add(e.ID)
+		r.sent.Add(e.ID)
 		ackCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 		if err := r.ack(ackCtx, msg); err != nil {
 			r.log.Warn("ack after send", "id", e.ID, "err", err)
@@ -498,39 +499,6 @@ func (r *Runner) storeWritable(ctx context.Context, stopping <-chan struct{}, e 
 // exactly those ids. Not in KV: one more store write (with fsync) per
 // message, and a gap still between the send and that write.
 const recentSent = 16384
-
-// recentIDs is a bounded set of ids: the oldest is forgotten first.
-type recentIDs struct {
-	mu    sync.Mutex
-	set   map[string]struct{}
-	order []string // ring buffer of the ids in set
-	next  int
-}
-
-func newRecentIDs(n int) *recentIDs {
-	return &recentIDs{set: map[string]struct{}{}, order: make([]string, n)}
-}
-
-func (r *recentIDs) has(id string) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	_, ok := r.set[id]
-	return ok
-}
-
-func (r *recentIDs) add(id string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if _, ok := r.set[id]; ok {
-		return
-	}
-	if old := r.order[r.next]; old != "" {
-		delete(r.set, old)
-	}
-	r.order[r.next] = id
-	r.set[id] = struct{}{}
-	r.next = (r.next + 1) % len(r.order)
-}
 
 // outbound turns a message envelope into what the adapter is given, honouring
 // the adapter's declared capabilities: a network without media or rooms is

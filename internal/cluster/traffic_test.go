@@ -361,7 +361,7 @@ func (tr *traffic) finish(name string, notes ...string) rows {
 // after writing it to the XMPP stream. When the NATS node leading the
 // component's consumer dies with that acknowledgement not yet replicated,
 // the new leader delivers the envelope again. The component now remembers
-// the envelopes it wrote (component.recentIDs) and acknowledges such a
+// the envelopes it wrote (internal/recent) and acknowledges such a
 // repeat without writing it, so this no longer duplicates while the same
 // component process runs. A standby taking over after kill -9 does not
 // have that memory: an envelope the dead process wrote but had not
