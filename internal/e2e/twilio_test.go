@@ -66,10 +66,17 @@ func (e *smsEnv) webhook(path string) string { return e.g.httpURL + "/twilio/sms
 
 func startSMS(t *testing.T) *smsEnv {
 	t.Helper()
+	return startSMSOn(t, false)
+}
+
+// startSMSOn is startSMS with Prosody's offline storage on or off.
+func startSMSOn(t *testing.T, offline bool) *smsEnv {
+	t.Helper()
 	e := &smsEnv{}
 	e.srv = xmpptest.StartProsody(t, xmpptest.Options{
 		Components: map[string]string{smsDomain: "secret"},
 		Users:      map[string]string{"alice": "password", "bob": "password", "admin": "password"},
+		Offline:    offline,
 	})
 	e.tw = twiliotest.Start(t, accountSID, authToken)
 	e.g = startGateway(t, twilioConfig(e.srv.ComponentAddr(), e.tw.URL, "localhost"))
