@@ -53,7 +53,7 @@ BENCHFLAGS ?=
 BENCHCOUNT ?= 6
 
 bench:
-	bash deploy/install-deps.sh prosody
+	bash deploy/install-deps.sh prosody strace
 	$(GO) vet -tags bench ./internal/bench/
 	$(GO) test -tags bench -count=1 -run '^TestBench$$' -v -timeout 20m ./internal/bench/ $(BENCHFLAGS)
 	$(GO) test -p 1 -run XXX -bench . -benchmem -benchtime 500ms -count $(BENCHCOUNT) ./bus/ ./component/

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Usage: deploy/install-deps.sh [prosody] [ejabberd] [ngircd] [nodejs]
+# Usage: deploy/install-deps.sh [prosody] [ejabberd] [ngircd] [nodejs] [strace]
 #
 # Installs what the end-to-end tests and the demo run, if the binaries are
 # missing (Debian/Ubuntu, apt-get): the XMPP servers, the IRC server ngircd,
@@ -9,7 +9,7 @@
 # their own instances on their own ports.
 set -euo pipefail
 
-usage() { echo "usage: $0 [prosody] [ejabberd] [ngircd] [nodejs]" >&2; exit 2; }
+usage() { echo "usage: $0 [prosody] [ejabberd] [ngircd] [nodejs] [strace]" >&2; exit 2; }
 [ $# -gt 0 ] || usage
 
 SUDO=()
@@ -58,6 +58,7 @@ for dep in "$@"; do
 	prosody) bin=prosody ;;
 	ejabberd) bin=ejabberdctl ;;
 	ngircd) bin=ngircd ;;
+	strace) bin=strace ;; # make bench counts the store's writes with it
 	nodejs)
 		# Two Debian packages; npm is not always pulled in with nodejs.
 		installed node || apt_install nodejs
@@ -77,5 +78,5 @@ for dep in "$@"; do
 		continue
 	fi
 	apt_install "$dep"
-	stop_service "$dep"
+	[ "$dep" = strace ] || stop_service "$dep"
 done

@@ -97,6 +97,7 @@ type result struct {
 	rssIdle, rssAfter, rssPeak float64
 	outFlood, inFlood          *measured
 	outPaced, inPaced          *measured
+	outWrites, inWrites        *traced // store writes and syncs per message
 }
 
 func TestBench(t *testing.T) {
@@ -140,6 +141,7 @@ type rig struct {
 	tw       *twiliotest.Server
 	gw       *proc
 	hook     string // inbound webhook URL
+	dataDir  string // the gateway's bus.data_dir; "" for the baseline
 	clients  []*client
 	numbers  []string // client i's number
 	contacts []string
@@ -291,6 +293,14 @@ func runSystem(t *testing.T, name string, phases map[string]bool) *result {
 	if res.rssAfter, res.rssPeak, err = memory(r.gw.pid()); err != nil {
 		t.Fatal(err)
 	}
+	if k := *flagWrites; k > 0 {
+		if res.outWrites, err = r.traceWrites(k, func() { r.runOutFlood(r.newPhase("so", true, k)) }); err != nil {
+			t.Fatal(err)
+		}
+		if res.inWrites, err = r.traceWrites(k, func() { r.runInFlood(r.newPhase("si", false, k)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
 	r.verify()
 	return res
 }
@@ -311,6 +321,7 @@ func startGateway(t *testing.T, name, httpAddr string, r *rig) *proc {
 		fmt.Fprintf(&numbers, "        %q: u%d@%s\n", num, i, domain)
 	}
 	dir := t.TempDir()
+	r.dataDir = filepath.Join(dir, "data")
 	cfg := fmt.Sprintf(`xmpp:
   server: %s
 bus:

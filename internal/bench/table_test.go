@@ -67,6 +67,23 @@ func from(ph func(*result) *measured, f func(*measured) float64) func(*result) (
 	}
 }
 
+func fromTraced(tr func(*result) *traced, f func(*traced) float64) func(*result) (float64, bool) {
+	return func(r *result) (float64, bool) {
+		t := tr(r)
+		if t == nil {
+			return 0, false
+		}
+		return f(t), true
+	}
+}
+
+var (
+	outWrites = func(r *result) *traced { return r.outWrites }
+	inWrites  = func(r *result) *traced { return r.inWrites }
+	writes    = func(t *traced) float64 { return t.writes }
+	syncs     = func(t *traced) float64 { return t.syncs }
+)
+
 func always(f func(*result) float64) func(*result) (float64, bool) {
 	return func(r *result) (float64, bool) { return f(r), true }
 }
@@ -109,6 +126,10 @@ func rows() []row {
 		{"RSS after the floods, MB", "%.1f", always(func(r *result) float64 { return r.rssAfter }), target{}},
 		{"peak RSS (VmHWM), MB", "%.1f", always(func(r *result) float64 { return r.rssPeak }), target{}},
 		{"start to ready, ms", "%.0f", always(func(r *result) float64 { return ms(r.ready) }), target{atMost, 1000, "≤ 1000 ms"}},
+		{"store writes per outbound msg", "%.2f", fromTraced(outWrites, writes), target{}},
+		{"store fsyncs per outbound msg", "%.2f", fromTraced(outWrites, syncs), target{}},
+		{"store writes per inbound msg", "%.2f", fromTraced(inWrites, writes), target{}},
+		{"store fsyncs per inbound msg", "%.2f", fromTraced(inWrites, syncs), target{}},
 		{"(Prosody CPU per outbound msg, ms)", "%.3f", from(outFlood, prosody), target{}},
 		{"(Prosody CPU per inbound msg, ms)", "%.3f", from(inFlood, prosody), target{}},
 		{"(harness CPU per outbound msg, ms)", "%.3f", from(outFlood, harness), target{}},
