@@ -212,8 +212,18 @@ func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder,
 	if err == nil && dup {
 		// The bus holds this id: a copy of a message in flight, or a
 		// resend of one that failed (failures.go), which is sent again.
-		var again string
-		if again, err = c.resendMsgID(pubCtx, env.User, m.ID, msgID); err == nil && again != "" {
+		again, lookupErr := c.resendMsgID(pubCtx, env.User, m.ID, msgID)
+		switch {
+		case lookupErr != nil:
+			cancel()
+			// A copy of a queued message, or a resend of a failed one:
+			// without the failure count it cannot be told which. Neither
+			// swallowed nor sent twice: the sender is asked to try again.
+			c.log.Error("could not tell a resend from a copy; sender told", "from", m.From, "id", m.ID, "err", lookupErr)
+			c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
+			return c.replyMessageError(w, m, "wait", "internal-server-error",
+				"the gateway could not tell whether it already has this message; please send it again later")
+		case again != "":
 			dup, err = c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, again)
 		}
 	}
