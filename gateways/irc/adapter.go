@@ -166,6 +166,19 @@ func (a *Adapter) Start(ctx context.Context, h gateways.Host) error {
 	r.watcher = w
 	r.wg.Add(1)
 	go r.follow()
+	if a.reg != nil && !a.reg.knownNickLimit(ctx) {
+		// Ask the server for its nick limit now, so that registration
+		// does not wait for it (see probe.go).
+		probed := a.probeOnce(rctx)
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			select {
+			case <-probed:
+			case <-rctx.Done(): // a probe of this run ends with rctx
+			}
+		}()
+	}
 	select {
 	case <-r.synced:
 	case <-ctx.Done():

@@ -18,10 +18,13 @@ import (
 // that have no connection (a component-only process, a restart), and
 // when nothing has seen it yet, asked for by a short probe connection.
 
-// probeWait bounds a registration waiting for the probe: the form is
-// shown with MaxNickLength if the server cannot be asked in time (a nick
-// it refuses is then reported at connect, as before).
-const probeWait = 10 * time.Second
+// probeWait bounds a registration waiting for the probe. The component
+// handles a domain's stanzas one at a time, so this is a stall of the whole
+// domain; it happens only before anything learned the limit (Start asks the
+// server at once when the bucket does not know it). The form is shown with
+// MaxNickLength if the server cannot be asked in time (a nick it refuses is
+// then reported at connect, as before).
+const probeWait = 3 * time.Second
 
 func (r *Registrar) nickLenKey() string { return r.gw + ".server.nicklen" }
 
@@ -29,18 +32,12 @@ func (r *Registrar) nickLenKey() string { return r.gw + ".server.nicklen" }
 // the server itself when this process has not seen it. It falls back to
 // MaxNickLength when neither can tell.
 func (r *Registrar) serverNickLimit(ctx context.Context) int {
-	if n := int(r.a.nickLen.Load()); n > 0 {
-		return n
-	}
-	if v, _, err := r.get(ctx, r.nickLenKey()); err == nil && v != "" {
-		if n, err := strconv.Atoi(v); err == nil && n > 0 {
-			r.a.nickLen.CompareAndSwap(0, int32(min(n, MaxNickLength)))
-			return r.a.nickLimit()
-		}
+	if r.knownNickLimit(ctx) {
+		return r.a.nickLimit()
 	}
 	ctx, cancel := context.WithTimeout(ctx, min(probeWait, r.a.cfg.ConnectTimeout))
 	defer cancel()
-	ch := r.a.probeOnce()
+	ch := r.a.probeOnce(context.Background())
 	select {
 	case <-ch:
 	case <-ctx.Done():
@@ -48,9 +45,27 @@ func (r *Registrar) serverNickLimit(ctx context.Context) int {
 	return r.a.nickLimit()
 }
 
+// knownNickLimit reports whether this process knows the server's NICKLEN,
+// reading the bucket if it must.
+func (r *Registrar) knownNickLimit(ctx context.Context) bool {
+	if r.a.nickLen.Load() > 0 {
+		return true
+	}
+	v, _, err := r.get(ctx, r.nickLenKey())
+	if err != nil || v == "" {
+		return false
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return false
+	}
+	r.a.nickLen.CompareAndSwap(0, int32(min(n, MaxNickLength)))
+	return true
+}
+
 // probeOnce starts one probe unless one is running; the channel closes
-// when it ends.
-func (a *Adapter) probeOnce() <-chan struct{} {
+// when it ends. The probe ends with parent, or after connect_timeout.
+func (a *Adapter) probeOnce(parent context.Context) <-chan struct{} {
 	a.probeMu.Lock()
 	defer a.probeMu.Unlock()
 	if a.probing != nil {
@@ -65,9 +80,12 @@ func (a *Adapter) probeOnce() <-chan struct{} {
 			a.probeMu.Unlock()
 			close(done)
 		}()
-		ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ConnectTimeout)
+		ctx, cancel := context.WithTimeout(parent, a.cfg.ConnectTimeout)
 		defer cancel()
 		is, err := a.probe(ctx)
+		if err != nil && parent.Err() != nil {
+			return // stopped
+		}
 		if err != nil {
 			a.log.Warn("irc: could not ask the server how long nicks may be; registration allows up to the default",
 				"max", MaxNickLength, "err", err)
