@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nuid"
-	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
 )
 
@@ -92,7 +91,7 @@ func (c *Component) mayRun(from jid.JID, cmd *adhocCommand) bool {
 
 // onCommandNodeItems answers disco#items on a node of the domain: the
 // commands node lists what the requester may run (XEP-0050 §2.2).
-func (c *Component) onCommandNodeItems(w xmlstream.TokenReadEncoder, iq *inIQ, r route) error {
+func (c *Component) onCommandNodeItems(w encoder, iq *inIQ, r route) error {
 	if iq.Payload.Node != nsCommands {
 		return replyIQError(w, iq, iqError("item-not-found", ""))
 	}
@@ -107,7 +106,7 @@ func (c *Component) onCommandNodeItems(w xmlstream.TokenReadEncoder, iq *inIQ, r
 
 // onCommandNodeInfo answers disco#info on the commands node and on each
 // command's node (XEP-0050 §2.2, §2.3).
-func (c *Component) onCommandNodeInfo(w xmlstream.TokenReadEncoder, iq *inIQ, r route) error {
+func (c *Component) onCommandNodeInfo(w encoder, iq *inIQ, r route) error {
 	node := iq.Payload.Node
 	info := discoInfo{Node: node, Features: []feature{{nsDiscoInfo}}}
 	if node == nsCommands {
@@ -122,7 +121,7 @@ func (c *Component) onCommandNodeInfo(w xmlstream.TokenReadEncoder, iq *inIQ, r 
 }
 
 // onCommand executes an XEP-0050 command (an iq set).
-func (c *Component) onCommand(ctx context.Context, w xmlstream.TokenReadEncoder, iq *inIQ, r route) error {
+func (c *Component) onCommand(ctx context.Context, w encoder, iq *inIQ, r route) error {
 	if !c.permitted(r.from) {
 		return replyIQError(w, iq, iqError("forbidden", c.notServed()))
 	}

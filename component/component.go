@@ -311,7 +311,8 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 	// before our </stream:stream>, instead of after it, where no reply can
 	// go.
 	var between sync.Mutex
-	handler := c.handler(withFence(ctx, fence))
+	slow := newOffReader(sess)
+	handler := c.handler(withOffReader(withFence(ctx, fence), slow))
 	gated := xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		between.Lock()
 		defer between.Unlock()
@@ -333,6 +334,8 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		// close the stream and give the server a moment to close its side.
 		stopPull()
 		<-pulled
+		// Requests handled off the reader answer before the close.
+		slow.wait(5 * time.Second)
 		// Session.SetCloseDeadline races with Serve in mellium v0.22, so
 		// bound the wait for the server's </stream:stream> ourselves. A
 		// reply written by the stanza being handled holds the session's

@@ -90,3 +90,26 @@ func TestLateFailureToldAfterResourceGone(t *testing.T) {
 		}
 	}
 }
+
+// Registration runs off the reader: a registrar that takes its time holds
+// up neither other users' messages nor its own user's other stanzas, and
+// its answer still comes (issue #16: one slow call stalled the domain).
+func TestSlowRegistrationDoesNotStallMessages(t *testing.T) {
+	g := startRoomGateway(t)
+	gate := make(chan struct{})
+	g.reg.gate.Store(&gate)
+	g.alice.SendRaw(t, `<iq to='`+ircDomain+`' type='set' id='slow-reg'><query xmlns='jabber:iq:register'><username>alice</username></query></iq>`)
+	sendAs(t, g.bob, "carol", "while-waiting", "not held up")
+	if e := g.nextOut(t); e.Message.ID != "while-waiting" {
+		t.Fatalf("next outbound %q, want bob's message while alice's registration waits", e.Message.ID)
+	}
+	for _, raw := range g.alice.Stanzas() {
+		if strings.Contains(raw, "slow-reg") {
+			t.Fatalf("the registration answered before its registrar did: %s", raw)
+		}
+	}
+	close(gate)
+	if s := g.alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool { return s.ID == "slow-reg" }); s.Type != "result" {
+		t.Errorf("registration answered %s", s.Raw)
+	}
+}

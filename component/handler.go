@@ -180,7 +180,7 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 	return env, msgID, nil
 }
 
-func (c *Component) onMessage(ctx context.Context, w xmlstream.TokenReadEncoder, m *inMessage) error {
+func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) error {
 	env, msgID, ref := c.outbound(m)
 	switch {
 	case ref != nil:
@@ -289,7 +289,7 @@ func firstBody(bodies []langText) string {
 
 // replyMessageError bounces m back to its sender with an error, keeping its
 // id so the client can mark the right message as failed.
-func (c *Component) replyMessageError(w xmlstream.TokenReadEncoder, m *inMessage, typ, cond, text string) error {
+func (c *Component) replyMessageError(w encoder, m *inMessage, typ, cond, text string) error {
 	if m.From == "" {
 		return nil
 	}
@@ -302,7 +302,7 @@ func (c *Component) replyMessageError(w xmlstream.TokenReadEncoder, m *inMessage
 	})
 }
 
-func (c *Component) onIQ(ctx context.Context, w xmlstream.TokenReadEncoder, iq *inIQ) error {
+func (c *Component) onIQ(ctx context.Context, w encoder, iq *inIQ) error {
 	if iq.Type != "get" && iq.Type != "set" {
 		return nil // results and errors answer nothing
 	}
@@ -337,9 +337,9 @@ func (c *Component) onIQ(ctx context.Context, w xmlstream.TokenReadEncoder, iq *
 	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && c.o.Registrar != nil:
 		return c.onCommandNodeItems(w, iq, r)
 	case p.Space == nsRegister && p.Local == "query" && c.o.Registrar != nil:
-		return c.onRegister(ctx, w, iq, r)
+		return c.offReader(ctx, w, func(w encoder) error { return c.onRegister(ctx, w, iq, r) })
 	case iq.Type == "set" && p.Space == nsCommands && p.Local == "command" && c.o.Registrar != nil:
-		return c.onCommand(ctx, w, iq, r)
+		return c.offReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })
 	case p.Space == nsGateway && p.Local == "query" && c.o.Translator != nil:
 		return c.onGateway(w, iq)
 	default:
@@ -380,7 +380,7 @@ func (c *Component) discoInfo(contact bool) discoInfo {
 // onPresence approves subscriptions to the gateway and its contacts and says
 // they are available (XEP-0100 §4.1.3): networks like SMS have no presence,
 // and a contact shown offline makes some clients refuse to send.
-func (c *Component) onPresence(ctx context.Context, w xmlstream.TokenReadEncoder, p *inPresence) error {
+func (c *Component) onPresence(ctx context.Context, w encoder, p *inPresence) error {
 	r, err := c.parseRoute(p.From, p.To)
 	if err != nil || p.Type == "error" {
 		return nil
@@ -415,7 +415,7 @@ func (c *Component) onPresence(ctx context.Context, w xmlstream.TokenReadEncoder
 // onRoomPresence turns XEP-0045 joins and exits into presence envelopes. An
 // available presence without the MUC <x/> is a status update from a client
 // already in the room; the network has nothing to do with it.
-func (c *Component) onRoomPresence(ctx context.Context, w xmlstream.TokenReadEncoder, p *inPresence, r route, room string) error {
+func (c *Component) onRoomPresence(ctx context.Context, w encoder, p *inPresence, r route, room string) error {
 	refuse := func(typ, cond, text string) error {
 		if p.Type == "unavailable" {
 			return nil // never answer an exit with an error

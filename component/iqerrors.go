@@ -2,8 +2,6 @@ package component
 
 import (
 	"errors"
-
-	"mellium.im/xmlstream"
 )
 
 // errorTypes are the RFC 6120 §8.3.3 default error types of the defined
@@ -63,7 +61,7 @@ func (c *Component) errorFor(err error, op string) *stanzaError {
 }
 
 // replyIQError answers iq with err.
-func replyIQError(w xmlstream.TokenReadEncoder, iq *inIQ, err *stanzaError) error {
+func replyIQError(w encoder, iq *inIQ, err *stanzaError) error {
 	return w.Encode(outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "error", Error: err})
 }
 

@@ -2,8 +2,6 @@ package component
 
 import (
 	"encoding/xml"
-
-	"mellium.im/xmlstream"
 )
 
 // gatewayQuery is XEP-0100 §6.3 jabber:iq:gateway, both answers: desc and
@@ -17,7 +15,7 @@ type gatewayQuery struct {
 
 // onGateway lets a client turn what its user typed into a contact JID.
 // It tells nothing about registrations and relays nothing, so anyone may ask.
-func (c *Component) onGateway(w xmlstream.TokenReadEncoder, iq *inIQ) error {
+func (c *Component) onGateway(w encoder, iq *inIQ) error {
 	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
 	if iq.Type == "get" {
 		desc, prompt := c.o.Translator.AddressPrompt()

@@ -5,8 +5,6 @@ import (
 	"encoding/xml"
 	"strings"
 	"time"
-
-	"mellium.im/xmlstream"
 )
 
 // registrarTimeout bounds one Registrar call. The stream reads nothing else
@@ -42,7 +40,7 @@ func (c *Component) notServed() string {
 // Registrar for an address from its pool; the user has nothing to choose, so
 // any set without <remove/> (a submitted form, legacy fields, nothing at all)
 // is a registration.
-func (c *Component) onRegister(ctx context.Context, w xmlstream.TokenReadEncoder, iq *inIQ, r route) error {
+func (c *Component) onRegister(ctx context.Context, w encoder, iq *inIQ, r route) error {
 	if !c.permitted(r.from) {
 		return replyIQError(w, iq, iqError("forbidden", c.notServed()))
 	}

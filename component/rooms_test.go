@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -319,7 +320,12 @@ func TestRegistrationWithChosenNick(t *testing.T) {
 }
 
 // memChooser is a memRegistrar whose users choose their nick.
-type memChooser struct{ *memRegistrar }
+type memChooser struct {
+	*memRegistrar
+	// gate, when set, holds RegisterAs until it is closed: a registrar
+	// that takes its time (KV, a question to the network).
+	gate atomic.Pointer[chan struct{}]
+}
 
 var _ component.AddressChooser = (*memChooser)(nil)
 
@@ -335,6 +341,13 @@ func (m *memChooser) Register(ctx context.Context, user string) (string, error) 
 }
 
 func (m *memChooser) RegisterAs(ctx context.Context, user, nick string) (string, error) {
+	if g := m.gate.Load(); g != nil {
+		select {
+		case <-*g:
+		case <-ctx.Done():
+			return "", ctx.Err()
+		}
+	}
 	if err := m.Assign(ctx, user, nick); err != nil {
 		return "", &stanzaError{"conflict", nick + " is taken"}
 	}
