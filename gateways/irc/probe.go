@@ -151,12 +151,10 @@ func (a *Adapter) probe(ctx context.Context) (isupport, error) {
 			}
 			nick = probeNick()
 			c.enqueue(line("NICK", nick))
-		case "464":
-			return isupport{}, errors.New("irc: probe: the server refused the password (464); check password")
-		case "465":
-			return isupport{}, fmt.Errorf("irc: probe: banned from the server: %s", m.trailing())
-		case "ERROR":
-			return isupport{}, fmt.Errorf("irc: probe: the server closed the connection: %s", m.trailing())
+		default:
+			if err := registrationRefused(m); err != nil {
+				return isupport{}, err
+			}
 		}
 	}
 }

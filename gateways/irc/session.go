@@ -368,14 +368,26 @@ func (s *session) connect() (*conn, error) {
 			c.enqueue(line("NICK", nick))
 		case "432":
 			return fail(&nickRefused{nick: nick, reason: m.trailing()})
-		case "464":
-			return fail(errors.New("irc: the server refused the password (464); check password"))
-		case "465":
-			return fail(fmt.Errorf("irc: banned from the server: %s", m.trailing()))
-		case "ERROR":
-			return fail(fmt.Errorf("irc: the server closed the connection: %s", m.trailing()))
+		default:
+			if err := registrationRefused(m); err != nil {
+				return fail(err)
+			}
 		}
 	}
+}
+
+// registrationRefused says why the server ended a registration (a wrong
+// password, a ban, an ERROR), nil for any other line.
+func registrationRefused(m message) error {
+	switch m.command {
+	case "464":
+		return errors.New("irc: the server refused the password (464); check password")
+	case "465":
+		return fmt.Errorf("irc: banned from the server: %s", m.trailing())
+	case "ERROR":
+		return fmt.Errorf("irc: the server closed the connection: %s", m.trailing())
+	}
+	return nil
 }
 
 // dial opens the TCP connection to server, with TLS unless tc is nil.
