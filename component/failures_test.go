@@ -113,3 +113,44 @@ func TestSlowRegistrationDoesNotStallMessages(t *testing.T) {
 		t.Errorf("registration answered %s", s.Raw)
 	}
 }
+
+// What a client marks as fallback (XEP-0428) is not what the user wrote and
+// never reaches the network; a stanza with nothing else is answered
+// feature-not-implemented, naming what the network cannot do (issue #13:
+// phones received "This person attempted to retract…", and reactions
+// vanished without a word). The stanzas are the XEPs' examples.
+func TestFallbackNeverSentAsText(t *testing.T) {
+	g := startRoomGateway(t)
+	refused := func(id, want string) {
+		t.Helper()
+		s := g.alice.WaitStanza(t, timeout, isError(id))
+		if s.ErrorCondition != "feature-not-implemented" || !strings.Contains(s.ErrorText, want) {
+			t.Errorf("%s answered %s %q, want feature-not-implemented saying %q", id, s.ErrorCondition, s.ErrorText, want)
+		}
+	}
+	// XEP-0424 §4.
+	g.alice.SendRaw(t, `<message type='chat' to='bob@`+ircDomain+`' id='retract-message-1'>`+
+		`<retract id='origin-id-1' xmlns='urn:xmpp:message-retract:1'/>`+
+		`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/>`+
+		`<body>This person attempted to retract a previous message, but it's unsupported by your client.</body>`+
+		`<store xmlns="urn:xmpp:hints"/></message>`)
+	refused("retract-message-1", "IRC cannot unsend a message")
+	// XEP-0444 §4.2: no body at all.
+	g.alice.SendRaw(t, `<message to='bob@`+ircDomain+`' id='reaction-1' type='chat'>`+
+		`<reactions id='744f6e18-a57a-11e9-a656-4889e7820c76' xmlns='urn:xmpp:reactions:0'>`+
+		`<reaction>👋</reaction><reaction>🐢</reaction></reactions><store xmlns="urn:xmpp:hints"/></message>`)
+	refused("reaction-1", "IRC cannot carry reactions")
+	// XEP-0461 §3.2: the quote is fallback, the rest is what the user wrote.
+	g.alice.SendRaw(t, `<message to='bob@`+ircDomain+`' id='reply-1' type='chat'>`+
+		"<body>> Anna wrote:\n> We should bake a cake\nGreat idea!</body>"+
+		`<reply to='anna@example.com/laptop' id='message-id1' xmlns='urn:xmpp:reply:0'/>`+
+		`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start="0" end="38"/></fallback></message>`)
+	if e := g.nextOut(t); e.Message.ID != "reply-1" || e.Message.Body != "Great idea!" {
+		t.Errorf("the reply went out as %q (id %s), want only what the user wrote", e.Message.Body, e.Message.ID)
+	}
+	// Neither refused stanza reached the bus: the next stored is a marker.
+	sendAs(t, g.alice, "bob", "marker", "after the refusals")
+	if e := g.nextOut(t); e.Message.ID != "marker" {
+		t.Errorf("next outbound %q (%q), want the marker", e.Message.ID, e.Message.Body)
+	}
+}

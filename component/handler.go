@@ -98,7 +98,9 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 	if !c.permitted(r.from) {
 		return nil, "", &refusal{"auth", "forbidden", c.notServed()}
 	}
-	body := firstBody(m.Body)
+	// Text a client marked as fallback (XEP-0428) is not what the user
+	// wrote: it never reaches the network (fallback.go).
+	body := withoutFallback(firstBody(m.Body), m.Fallbacks)
 	size := len(body)
 	var media []bus.Media
 	for _, o := range m.OOB {
@@ -127,6 +129,9 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 		return nil, "", &refusal{"modify", "bad-request", "send messages to a room with type groupchat, after joining it"}
 	}
 	if strings.TrimSpace(body) == "" && len(media) == 0 && subject == nil {
+		if why := c.unsupported(m); why != "" {
+			return nil, "", &refusal{"cancel", "feature-not-implemented", why}
+		}
 		return nil, "", nil
 	}
 	if r.to.Localpart() == "" {

@@ -34,6 +34,11 @@ type inMessage struct {
 	Request *struct{}  `xml:"urn:xmpp:receipts request"`
 	OOB     []oob      `xml:"jabber:x:oob x"`
 	Subject []langText `xml:"subject"`
+	// What modern clients add (fallback.go).
+	Fallbacks []fallbackIn `xml:"urn:xmpp:fallback:0 fallback"`
+	Retract   *retractIn   `xml:"urn:xmpp:message-retract:1 retract"`
+	Reactions *reactionsIn `xml:"urn:xmpp:reactions:0 reactions"`
+	Reply     *replyIn     `xml:"urn:xmpp:reply:0 reply"`
 }
 
 type langText struct {

@@ -168,6 +168,23 @@ func TestTwilio(t *testing.T) {
 		}
 	})
 
+	// XEP-0424 as Conversations sends it: SMS cannot unsend, and the
+	// fallback text never reaches the phone.
+	t.Run("retraction refused", func(t *testing.T) {
+		n := tw.Requests()
+		alice.SendRaw(t, `<message type='chat' to='`+friendJID+`' id='retract-1'>`+
+			`<retract id='rcpt-t1' xmlns='urn:xmpp:message-retract:1'/>`+
+			`<fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/>`+
+			`<body>This person attempted to retract a previous message, but it's unsupported by your client.</body></message>`)
+		s := errorFor(t, alice, "retract-1")
+		if s.ErrorCondition != "feature-not-implemented" || !strings.Contains(s.ErrorText, "cannot unsend") {
+			t.Errorf("got %s: %q", s.ErrorCondition, s.ErrorText)
+		}
+		if tw.Requests() != n {
+			t.Errorf("%d requests reached Twilio", tw.Requests()-n)
+		}
+	})
+
 	t.Run("500 then success", func(t *testing.T) {
 		n := len(tw.Messages())
 		tw.FailNext(twiliotest.Failure{Status: 500, Code: 20500})
