@@ -77,6 +77,10 @@ type Message struct {
 	// Subject is the room's subject (topic) when the message sets or
 	// announces it; an empty string means the room has none. Groupchat only.
 	Subject *string `json:"subject,omitempty"`
+	// OriginID, inbound only: the message is a room's reflection of the
+	// user's own message, and this is the stanza id the user's client gave
+	// it; the component writes the reflection with it (XEP-0045 §7.4).
+	OriginID string `json:"origin_id,omitempty"`
 }
 
 // Presence types.

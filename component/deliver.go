@@ -152,7 +152,13 @@ func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
 		}
 		var out []any
 		if m.Body != "" || m.Subject != nil || len(m.Media) == 0 {
-			out = append(out, outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Subject: m.Subject, Body: m.Body, Thread: m.Thread, Active: active})
+			first := outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Subject: m.Subject, Body: m.Body, Thread: m.Thread, Active: active}
+			if m.OriginID != "" {
+				// The room's reflection of the user's own message: with
+				// the id their client gave it, which it matches on.
+				first.ID, first.OriginID = m.OriginID, &originIDOut{ID: m.OriginID}
+			}
+			out = append(out, first)
 		}
 		for i, md := range m.Media {
 			out = append(out, outMessage{ID: stanzaID(e.ID, i+1), From: from, To: to, Type: typ, Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}})

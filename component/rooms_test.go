@@ -353,3 +353,17 @@ func (m *memChooser) RegisterAs(ctx context.Context, user, nick string) (string,
 	}
 	return nick, nil
 }
+
+// A room's reflection of the user's own message carries the id their
+// client gave it, as stanza id and origin-id (XEP-0045 §7.4, XEP-0359):
+// clients match it to the message they sent instead of showing it twice.
+func TestReflectionKeepsTheUsersID(t *testing.T) {
+	g := startRoomGateway(t)
+	g.in(t, &bus.Envelope{Kind: bus.KindMessage, User: g.alice.JID(), Contact: "#room",
+		Message: &bus.Message{Type: bus.TypeGroupchat, Nick: "alice", Body: "my own words", OriginID: "client-id-7"}})
+	s := g.alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool { return s.Body == "my own words" })
+	raw := strings.ReplaceAll(s.Raw, "'", `"`)
+	if s.ID != "client-id-7" || s.Type != "groupchat" || !strings.Contains(raw, `xmlns="urn:xmpp:sid:0"`) || !strings.Contains(raw, `id="client-id-7"`) {
+		t.Errorf("reflection %s: want type groupchat, id and origin-id client-id-7", s.Raw)
+	}
+}

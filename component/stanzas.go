@@ -107,6 +107,7 @@ type outMessage struct {
 	OOB      *oobOut       `xml:"jabber:x:oob x,omitempty"`
 	Received *receiptOut   `xml:"urn:xmpp:receipts received,omitempty"`
 	Active   *chatStateOut `xml:"http://jabber.org/protocol/chatstates active,omitempty"`
+	OriginID *originIDOut  `xml:"urn:xmpp:sid:0 origin-id,omitempty"`
 	Reply    *replyOut     `xml:"urn:xmpp:reply:0 reply,omitempty"`
 	Notice   *noticeOut    `xml:"urn:xmppgw:notice:0 notice,omitempty"`
 	Store    *storeHint    `xml:"urn:xmpp:hints store,omitempty"`
@@ -115,6 +116,10 @@ type outMessage struct {
 
 type oobOut struct {
 	URL string `xml:"url"`
+}
+
+type originIDOut struct {
+	ID string `xml:"id,attr"`
 }
 
 type receiptOut struct {

@@ -84,6 +84,12 @@ type Inbound struct {
 	// Subject, when set, is the room's subject (topic); "" means none. A
 	// room announces it once the user has joined, after the occupants.
 	Subject *string
+	// OriginID, on a room's reflection of the user's own message, is the
+	// stanza id their client gave it (Outbound.ID): the user's clients get
+	// the reflection with that id and origin-id, and match it to the
+	// message they sent (XEP-0045 §7.4, XEP-0359) instead of showing it
+	// twice.
+	OriginID string
 }
 
 // Notice returns an Inbound from the gateway itself (From empty) telling

@@ -600,7 +600,7 @@ func (r *Runner) envelope(kind bus.Kind, user, contact string) *bus.Envelope {
 func (h *host) Deliver(ctx context.Context, m Inbound) error {
 	r := h.r
 	env := r.envelope(bus.KindMessage, m.To, m.From)
-	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject}
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID}
 	if m.Groupchat {
 		env.Message.Type = bus.TypeGroupchat
 	}

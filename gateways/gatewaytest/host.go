@@ -43,7 +43,7 @@ func NewHost() *Host { return &Host{} }
 // Deliver records an inbound message.
 func (h *Host) Deliver(ctx context.Context, m gateways.Inbound) error {
 	env := envelope(bus.KindMessage, m.To, m.From)
-	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject}
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID}
 	if m.Groupchat {
 		env.Message.Type = bus.TypeGroupchat
 	}

@@ -764,7 +764,7 @@ func (s *session) sendChannel(ctx context.Context, m gateways.Outbound) error {
 	s.mu.Unlock()
 	var effs []effect
 	for _, j := range jids {
-		effs = append(effs, effect{in: &gateways.Inbound{Groupchat: true, From: name, Nick: nick, To: j, Body: m.Body}})
+		effs = append(effs, effect{in: &gateways.Inbound{Groupchat: true, From: name, Nick: nick, To: j, Body: m.Body, OriginID: m.ID}})
 	}
 	_ = s.emit(effs) // sent already: a lost reflection is logged, not retried
 	return nil

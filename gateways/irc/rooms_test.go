@@ -111,10 +111,11 @@ func TestRooms(t *testing.T) {
 
 	t.Run("messages to IRC are reflected", func(t *testing.T) {
 		mark := f.host.mark()
-		send(t, f.a, gateways.Outbound{From: aliceR, To: "#room", Body: "hi all", Groupchat: true})
+		send(t, f.a, gateways.Outbound{ID: "hi-1", From: aliceR, To: "#room", Body: "hi all", Groupchat: true})
 		bob.Wait(t, wait, privmsg("alice", "#room", "hi all"))
 		f.host.waitFrom(t, mark, "the reflection", func(e event) bool {
-			return groupchat("#room", "alice", "hi all")(e) && e.in.To == aliceR
+			// With the id alice's client gave it (XEP-0045 §7.4).
+			return groupchat("#room", "alice", "hi all")(e) && e.in.To == aliceR && e.in.OriginID == "hi-1"
 		})
 		send(t, f.a, gateways.Outbound{From: aliceR, To: "#room", Body: "/me dances", Groupchat: true})
 		bob.Wait(t, wait, privmsg("alice", "#room", "\x01ACTION dances\x01"))
