@@ -77,6 +77,9 @@ type Message struct {
 	// Subject is the room's subject (topic) when the message sets or
 	// announces it; an empty string means the room has none. Groupchat only.
 	Subject *string `json:"subject,omitempty"`
+	// Replace, outbound only: the message corrects the user's earlier
+	// message with this stanza id (XEP-0308); Body is the corrected text.
+	Replace string `json:"replace,omitempty"`
 	// OriginID, inbound only: the message is a room's reflection of the
 	// user's own message, and this is the stanza id the user's client gave
 	// it; the component writes the reflection with it (XEP-0045 §7.4).

@@ -163,6 +163,9 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 			Subject: subject,
 		},
 	}
+	if m.Replace != nil && m.Replace.ID != "" {
+		env.Message.Replace = m.Replace.ID
+	}
 	// Dedup key: the same stanza (a client resending after a reconnect) is
 	// stored once. Without a client id there is nothing to dedup on.
 	if m.ID != "" {

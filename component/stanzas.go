@@ -39,6 +39,12 @@ type inMessage struct {
 	Retract   *retractIn   `xml:"urn:xmpp:message-retract:1 retract"`
 	Reactions *reactionsIn `xml:"urn:xmpp:reactions:0 reactions"`
 	Reply     *replyIn     `xml:"urn:xmpp:reply:0 reply"`
+	Replace   *replaceIn   `xml:"urn:xmpp:message-correct:0 replace"`
+}
+
+// replaceIn is a XEP-0308 correction of the sender's message with ID.
+type replaceIn struct {
+	ID string `xml:"id,attr"`
 }
 
 type langText struct {

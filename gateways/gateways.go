@@ -66,6 +66,10 @@ type Outbound struct {
 	Groupchat bool
 	// Subject, when set on a groupchat message, changes the room's subject.
 	Subject *string
+	// Replace: the message corrects the sender's earlier message with this
+	// stanza id (XEP-0308), and Body is the corrected text. A network that
+	// cannot edit sends it as a new message (SMS marks it, see twilio).
+	Replace string
 }
 
 // Inbound is a message from a network contact to an XMPP user.

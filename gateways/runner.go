@@ -515,6 +515,7 @@ func (r *Runner) outbound(e *bus.Envelope, attempt int) (Outbound, error) {
 		Key:       e.ID,
 		Groupchat: e.Message.Type == bus.TypeGroupchat,
 		Subject:   e.Message.Subject,
+		Replace:   e.Message.Replace,
 	}
 	if out.To == "" {
 		return out, Reject(BadRequest, "the message has no recipient")

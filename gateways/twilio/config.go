@@ -37,6 +37,10 @@ type Config struct {
 	// have been accepted, which the next attempt checks before resending.
 	// At most MaxRequestTimeout.
 	RequestTimeout time.Duration `koanf:"request_timeout"`
+	// CorrectionPrefix starts the SMS that carries a correction (XEP-0308):
+	// a phone cannot edit a text, so it gets the corrected text as a new
+	// one, marked the way people mark corrections by hand.
+	CorrectionPrefix string `koanf:"correction_prefix"`
 }
 
 // MaxRequestTimeout is the longest request_timeout. A retry of a message
@@ -52,7 +56,7 @@ const MaxRequestTimeout = (gateways.DefaultSendTimeout - settleMargin) / 3 / tim
 const DefaultAPIURL = "https://api.twilio.com"
 
 func newConfig() any {
-	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10, RequestTimeout: 8 * time.Second}
+	return &Config{APIURL: DefaultAPIURL, MPS: 1, MaxSegments: 10, RequestTimeout: 8 * time.Second, CorrectionPrefix: "* "}
 }
 
 var (

@@ -200,6 +200,11 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 			body = ""
 		}
 	}
+	if m.Replace != "" && strings.TrimSpace(body) != "" {
+		// A phone cannot edit a text: the correction goes as a new one,
+		// marked as such.
+		body = a.cfg.CorrectionPrefix + body
+	}
 	if n, enc := Segments(body); n > a.cfg.MaxSegments {
 		return gateways.Reject(gateways.NotAcceptable,
 			"the message needs %d SMS segments (%s encoding) and this gateway sends at most %d; shorten it", n, enc, a.cfg.MaxSegments)

@@ -168,6 +168,19 @@ func TestTwilio(t *testing.T) {
 		}
 	})
 
+	// XEP-0308: a phone cannot edit a text; the correction goes as a new
+	// one, marked with correction_prefix (default "* ").
+	t.Run("correction", func(t *testing.T) {
+		n := len(tw.Messages())
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='typo-1'><body>see you at 8</body></message>`)
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='typo-2'><body>see you at 9</body>`+
+			`<replace id='typo-1' xmlns='urn:xmpp:message-correct:0'/></message>`)
+		msgs := tw.WaitMessages(t, n+2, wait)[n:]
+		if msgs[0].Body != "see you at 8" || msgs[1].Body != "* see you at 9" {
+			t.Errorf("phone got %q then %q, want the text then \"* see you at 9\"", msgs[0].Body, msgs[1].Body)
+		}
+	})
+
 	// XEP-0424 as Conversations sends it: SMS cannot unsend, and the
 	// fallback text never reaches the phone.
 	t.Run("retraction refused", func(t *testing.T) {
