@@ -6,6 +6,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
 
@@ -39,11 +40,7 @@ func TestStatusBeforeRecord(t *testing.T) {
 				t.Fatalf("Send: %v", err)
 			}
 			var got []gateways.Status
-			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-				if got = e.host.Reports(); len(got) > i {
-					break
-				}
-			}
+			proctest.Poll(5*time.Second, 10*time.Millisecond, func() bool { got = e.host.Reports(); return len(got) > i })
 			if len(got) != i+1 || got[i] != tt.want {
 				t.Fatalf("reports after a %s callback that came before the SID record: %+v, want …%+v", tt.status, got, tt.want)
 			}

@@ -24,6 +24,7 @@ import (
 	"github.com/twilio/twilio-go/client"
 	api "github.com/twilio/twilio-go/rest/api/v2010"
 
+	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
 
@@ -458,7 +459,7 @@ func TestSendingQueue(t *testing.T) {
 	if len(all) != 2 || *all[0].Sid != *second.Sid || *all[0].Status != "queued" || all[0].DateSent != nil {
 		t.Fatalf("unfiltered list: %d messages, newest %v %v %v", len(all), *all[0].Sid, *all[0].Status, all[0].DateSent)
 	}
-	if !poll(5*time.Second, func() bool { return sentToday() == 2 }) {
+	if !proctest.Poll(5*time.Second, 10*time.Millisecond, func() bool { return sentToday() == 2 }) {
 		t.Fatalf("DateSent matches %d messages, want 2 once both were sent", sentToday())
 	}
 	m, err := tc.Api.FetchMessage(*second.Sid, nil)
@@ -496,20 +497,8 @@ func TestSendingQueue(t *testing.T) {
 		t.Errorf("DateSent matches %d messages while two are held, want 2", n)
 	}
 	s.ReleaseSending()
-	if !poll(5*time.Second, func() bool { return sentToday() == 4 }) {
+	if !proctest.Poll(5*time.Second, 10*time.Millisecond, func() bool { return sentToday() == 4 }) {
 		t.Errorf("DateSent matches %d messages after the release, want 4", sentToday())
-	}
-}
-
-// poll reports whether cond became true within d.
-func poll(d time.Duration, cond func() bool) bool {
-	for deadline := time.Now().Add(d); ; time.Sleep(10 * time.Millisecond) {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
 	}
 }
 
