@@ -74,11 +74,7 @@ func TestCallerDeadlineIsNotAStoreFailure(t *testing.T) {
 // probe clears the mark and the breaker.
 func TestQuietFailedSubjectDoesNotRestartAHealthyStore(t *testing.T) {
 	ctx, b := openEmbedded(t)
-	server := func() any {
-		b.emb.mu.Lock()
-		defer b.emb.mu.Unlock()
-		return b.emb.srv
-	}
+	server := func() any { return runningServer(b) }
 	before := server()
 	b.health.recordPublish(OutSubject("g"), errors.New("nats: timeout"))
 
@@ -117,11 +113,7 @@ func TestQuietFailedSubjectDoesNotRestartAHealthyStore(t *testing.T) {
 // watcher restarts the server, as it does for a reported write error.
 func TestWatcherRestartsWhenTheProbeFails(t *testing.T) {
 	ctx, b := openEmbedded(t)
-	server := func() any {
-		b.emb.mu.Lock()
-		defer b.emb.mu.Unlock()
-		return b.emb.srv
-	}
+	server := func() any { return runningServer(b) }
 	before := server()
 	if err := b.js.DeleteStream(ctx, StreamIn); err != nil {
 		t.Fatal(err)
@@ -156,4 +148,12 @@ func TestStoreSilenceWithinTheCallersTimeIsAFailure(t *testing.T) {
 	if since, _ := b.health.stuck(); since.IsZero() {
 		t.Error("the silent subject is not failing for the watcher")
 	}
+}
+
+// runningServer is the embedded server the bus runs now: a restart
+// replaces it.
+func runningServer(b *Bus) any {
+	b.emb.mu.Lock()
+	defer b.emb.mu.Unlock()
+	return b.emb.srv
 }

@@ -44,10 +44,10 @@ func withOffReader(ctx context.Context, o *offReader) context.Context {
 	return context.WithValue(ctx, offReaderKey{}, o)
 }
 
-// run calls handle off the reader, writing through the session, or on the
-// reader through w when no stream-level runner is set or too many are in
-// progress.
-func (c *Component) offReader(ctx context.Context, w encoder, handle func(w encoder) error) error {
+// runOffReader calls handle off the reader, writing through the session,
+// or on the reader through w when the stream set no offReader or too many
+// are in progress.
+func (c *Component) runOffReader(ctx context.Context, w encoder, handle func(w encoder) error) error {
 	o, _ := ctx.Value(offReaderKey{}).(*offReader)
 	if o == nil {
 		return handle(w)

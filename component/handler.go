@@ -345,9 +345,9 @@ func (c *Component) onIQ(ctx context.Context, w encoder, iq *inIQ) error {
 	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && c.o.Registrar != nil:
 		return c.onCommandNodeItems(w, iq, r)
 	case p.Space == nsRegister && p.Local == "query" && c.o.Registrar != nil:
-		return c.offReader(ctx, w, func(w encoder) error { return c.onRegister(ctx, w, iq, r) })
+		return c.runOffReader(ctx, w, func(w encoder) error { return c.onRegister(ctx, w, iq, r) })
 	case iq.Type == "set" && p.Space == nsCommands && p.Local == "command" && c.o.Registrar != nil:
-		return c.offReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })
+		return c.runOffReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })
 	case p.Space == nsGateway && p.Local == "query" && c.o.Translator != nil:
 		return c.onGateway(w, iq)
 	default:

@@ -120,20 +120,14 @@ func (a *Adapter) probe(ctx context.Context) (isupport, error) {
 	c.enqueue(reg...)
 	is := isupport{}
 	for tries := 0; ; {
-		raw, err := c.readLine()
+		m, err := c.nextRegistrationReply()
 		if err != nil {
 			if ctx.Err() != nil {
 				err = ctx.Err()
 			}
 			return isupport{}, fmt.Errorf("irc: probe: %w", err)
 		}
-		m, err := parseMessage(raw)
-		if err != nil {
-			continue
-		}
 		switch m.command {
-		case "PING":
-			c.sendPriority(line("PONG", m.trailing()))
 		case "001":
 			c.registered.Store(true)
 		case "005":

@@ -327,17 +327,11 @@ func (s *session) connect() (*conn, error) {
 		return nil, err
 	}
 	for {
-		raw, err := c.readLine()
+		m, err := c.nextRegistrationReply()
 		if err != nil {
 			return fail(fmt.Errorf("irc: registering as %s: %w", nick, err))
 		}
-		m, err := parseMessage(raw)
-		if err != nil {
-			continue
-		}
 		switch m.command {
-		case "PING":
-			c.sendPriority(line("PONG", m.trailing()))
 		case "CAP":
 			switch strings.ToUpper(m.param(1)) {
 			case "LS":
@@ -373,6 +367,26 @@ func (s *session) connect() (*conn, error) {
 				return fail(err)
 			}
 		}
+	}
+}
+
+// nextRegistrationReply reads the next line the server sends while a
+// connection registers, answering PINGs and skipping what does not parse.
+func (c *conn) nextRegistrationReply() (message, error) {
+	for {
+		raw, err := c.readLine()
+		if err != nil {
+			return message{}, err
+		}
+		m, err := parseMessage(raw)
+		if err != nil {
+			continue
+		}
+		if m.command == "PING" {
+			c.sendPriority(line("PONG", m.trailing()))
+			continue
+		}
+		return m, nil
 	}
 }
 

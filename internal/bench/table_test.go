@@ -57,23 +57,13 @@ type row struct {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // from picks a figure of a phase that may not have run.
-func from(ph func(*result) *measured, f func(*measured) float64) func(*result) (float64, bool) {
+func from[T any](ph func(*result) *T, f func(*T) float64) func(*result) (float64, bool) {
 	return func(r *result) (float64, bool) {
 		m := ph(r)
 		if m == nil {
 			return 0, false
 		}
 		return f(m), true
-	}
-}
-
-func fromTraced(tr func(*result) *traced, f func(*traced) float64) func(*result) (float64, bool) {
-	return func(r *result) (float64, bool) {
-		t := tr(r)
-		if t == nil {
-			return 0, false
-		}
-		return f(t), true
 	}
 }
 
@@ -126,10 +116,10 @@ func rows() []row {
 		{"RSS after the floods, MB", "%.1f", always(func(r *result) float64 { return r.rssAfter }), target{}},
 		{"peak RSS (VmHWM), MB", "%.1f", always(func(r *result) float64 { return r.rssPeak }), target{}},
 		{"start to ready, ms", "%.0f", always(func(r *result) float64 { return ms(r.ready) }), target{atMost, 1000, "≤ 1000 ms"}},
-		{"store writes per outbound msg", "%.2f", fromTraced(outWrites, writes), target{}},
-		{"store fsyncs per outbound msg", "%.2f", fromTraced(outWrites, syncs), target{}},
-		{"store writes per inbound msg", "%.2f", fromTraced(inWrites, writes), target{}},
-		{"store fsyncs per inbound msg", "%.2f", fromTraced(inWrites, syncs), target{}},
+		{"store writes per outbound msg", "%.2f", from(outWrites, writes), target{}},
+		{"store fsyncs per outbound msg", "%.2f", from(outWrites, syncs), target{}},
+		{"store writes per inbound msg", "%.2f", from(inWrites, writes), target{}},
+		{"store fsyncs per inbound msg", "%.2f", from(inWrites, syncs), target{}},
 		{"(Prosody CPU per outbound msg, ms)", "%.3f", from(outFlood, prosody), target{}},
 		{"(Prosody CPU per inbound msg, ms)", "%.3f", from(inFlood, prosody), target{}},
 		{"(harness CPU per outbound msg, ms)", "%.3f", from(outFlood, harness), target{}},

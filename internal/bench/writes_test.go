@@ -82,6 +82,8 @@ func (r *rig) traceWrites(n int, flood func()) (*traced, error) {
 	return &traced{writes: float64(writes) / float64(n), syncs: float64(syncs) / float64(n)}, nil
 }
 
+var tracedTask = regexp.MustCompile(`(?m)^TracerPid:\s+[1-9]`)
+
 // waitTraced waits until every thread of pid has a tracer.
 func waitTraced(pid int, timeout time.Duration, exited <-chan error) error {
 	deadline := time.Now().Add(timeout)
@@ -90,7 +92,7 @@ func waitTraced(pid int, timeout time.Duration, exited <-chan error) error {
 		all := len(tasks) > 0
 		for _, f := range tasks {
 			b, err := os.ReadFile(f)
-			if err != nil || !regexp.MustCompile(`(?m)^TracerPid:\s+[1-9]`).Match(b) {
+			if err != nil || !tracedTask.Match(b) {
 				all = false
 				break
 			}
