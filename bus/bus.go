@@ -33,13 +33,32 @@ const (
 	// BucketMessages maps network message ids to XMPP stanza ids (receipts,
 	// errors that arrive later). Entries expire.
 	BucketMessages = "xmppgw_messages"
+	// BucketIDs maps the XMPP ids of the messages users sent to the
+	// network's ids, per conversation, and keeps the reaction sets, so
+	// that corrections, replies, reactions, retractions and markers can be
+	// translated both ways. Entries expire after Options.IDsTTL.
+	BucketIDs = "xmppgw_ids"
 )
+
+// DefaultIDsTTL is how long the id map keeps an entry: a correction,
+// reaction or retraction of an older message is refused as too old.
+const DefaultIDsTTL = 30 * 24 * time.Hour
 
 // OutSubject is where the component publishes messages for gateway gw.
 func OutSubject(gw string) string { return "xmppgw." + gw + ".out" }
 
 // InSubject is where adapters publish events for the users of gateway gw.
 func InSubject(gw string) string { return "xmppgw." + gw + ".in" }
+
+// EphemeralOutSubject and EphemeralInSubject carry the ephemeral events
+// (typing, markers) of gateway gw: plain NATS publish and subscribe, outside
+// JetStream. A typing indicator is worth nothing a few seconds later, so
+// it costs no store write (no fsync), is never retried and never queued
+// behind the durable work; when no one listens it is gone, which is what
+// a hint may do. Subscribers use queue groups (the consumers' names) so
+// that one process of each side takes each event.
+func EphemeralOutSubject(gw string) string { return "xmppgw." + gw + ".ephemeral.out" }
+func EphemeralInSubject(gw string) string  { return "xmppgw." + gw + ".ephemeral.in" }
 
 // Consumer names: one durable per gateway and direction, shared by every
 // process doing that role so work is split rather than duplicated.
@@ -68,6 +87,9 @@ type Options struct {
 	// it. Without it, writes reach the disk every 2 minutes: a process crash
 	// loses nothing (the OS has the data), a power loss may.
 	SyncAlways bool
+	// IDsTTL is the expiry of the id map (BucketIDs); default
+	// DefaultIDsTTL.
+	IDsTTL time.Duration
 	// Name identifies this process to the NATS servers.
 	Name   string
 	Logger *slog.Logger
@@ -84,7 +106,11 @@ type Bus struct {
 	watcher sync.WaitGroup
 
 	health *health // whether the embedded store takes writes
+	idsTTL time.Duration
 }
+
+// IDsTTL is the expiry of the id map (BucketIDs).
+func (b *Bus) IDsTTL() time.Duration { return b.idsTTL }
 
 // StoreFault returns the write error the embedded store reports, or nil.
 // While it is not nil nothing can be recorded durably — not even an
@@ -133,7 +159,11 @@ func Open(ctx context.Context, o Options) (*Bus, error) {
 		b.shutdown()
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	if err := b.provision(ctx, o.Replicas); err != nil {
+	if o.IDsTTL <= 0 {
+		o.IDsTTL = DefaultIDsTTL
+	}
+	b.idsTTL = o.IDsTTL
+	if err := b.provision(ctx, o.Replicas, o.IDsTTL); err != nil {
 		b.shutdown()
 		return nil, err
 	}
@@ -437,7 +467,7 @@ func redactURL(urls string) string {
 	return strings.Join(parts, ",")
 }
 
-func (b *Bus) provision(ctx context.Context, replicas int) error {
+func (b *Bus) provision(ctx context.Context, replicas int, idsTTL time.Duration) error {
 	for _, sc := range []jetstream.StreamConfig{
 		{Name: StreamOut, Subjects: []string{"xmppgw.*.out"}},
 		{Name: StreamIn, Subjects: []string{"xmppgw.*.in"}},
@@ -456,6 +486,7 @@ func (b *Bus) provision(ctx context.Context, replicas int) error {
 	for _, kc := range []jetstream.KeyValueConfig{
 		{Bucket: BucketRegistrations, Description: "per-user gateway state"},
 		{Bucket: BucketMessages, Description: "network message id → stanza id", TTL: 7 * 24 * time.Hour},
+		{Bucket: BucketIDs, Description: "XMPP ids ⇄ network ids per conversation, reaction sets", TTL: idsTTL},
 	} {
 		kc.Replicas = replicas
 		kc.Storage = jetstream.FileStorage
@@ -555,6 +586,17 @@ func storeFailed(err error) bool {
 	}
 	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 		errors.Is(err, jetstream.ErrNoStreamResponse)
+}
+
+// PublishEphemeral sends e on an ephemeral subject (EphemeralOutSubject,
+// EphemeralInSubject): no store, no acknowledgement, no retry. An error
+// means it was not sent; nobody listening is not an error.
+func (b *Bus) PublishEphemeral(subject string, e *Envelope) error {
+	data, err := Encode(e)
+	if err != nil {
+		return err
+	}
+	return b.nc.Publish(subject, data)
 }
 
 // ConsumerConfig shapes a durable work consumer.

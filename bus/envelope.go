@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -30,7 +31,26 @@ const (
 	// shown as a XEP-0045 room): outbound, joining or leaving; inbound, who
 	// is in the room, including the user (self), and refused joins.
 	KindPresence Kind = "presence"
+	// KindReaction sets the reactions of one person on one message
+	// (XEP-0444): the full set of emoji, replacing the earlier set; an
+	// empty set removes them all. Durable, ordered with the messages of
+	// its conversation.
+	KindReaction Kind = "reaction"
+	// KindRetraction takes back (unsends) one message (XEP-0424). Durable.
+	KindRetraction Kind = "retraction"
+	// KindMarker says a message, and those before it, reached the reader
+	// or were read (XEP-0333). Ephemeral: see EphemeralOutSubject.
+	KindMarker Kind = "marker"
+	// KindTyping is a chat state (XEP-0085): composing, paused, active,
+	// gone. Ephemeral: see EphemeralOutSubject.
+	KindTyping Kind = "typing"
 )
+
+// Ephemeral reports whether events of kind k travel outside the durable
+// path: published on the ephemeral subjects (plain NATS, no JetStream),
+// never stored, retried or counted against a quota, and dropped when
+// nobody is there to take them.
+func (k Kind) Ephemeral() bool { return k == KindMarker || k == KindTyping }
 
 // Envelope is one event on the bus. See docs/bus.md.
 type Envelope struct {
@@ -47,10 +67,14 @@ type Envelope struct {
 	// only for an inbound message from the gateway itself (a notice).
 	Contact string `json:"contact"`
 
-	Message  *Message  `json:"message,omitempty"`
-	Status   *Status   `json:"status,omitempty"`
-	Error    *Error    `json:"error,omitempty"`
-	Presence *Presence `json:"presence,omitempty"`
+	Message    *Message    `json:"message,omitempty"`
+	Status     *Status     `json:"status,omitempty"`
+	Error      *Error      `json:"error,omitempty"`
+	Presence   *Presence   `json:"presence,omitempty"`
+	Reaction   *Reaction   `json:"reaction,omitempty"`
+	Retraction *Retraction `json:"retraction,omitempty"`
+	Marker     *Marker     `json:"marker,omitempty"`
+	Typing     *Typing     `json:"typing,omitempty"`
 }
 
 // Message types. The zero value is a one-to-one chat.
@@ -77,13 +101,86 @@ type Message struct {
 	// Subject is the room's subject (topic) when the message sets or
 	// announces it; an empty string means the room has none. Groupchat only.
 	Subject *string `json:"subject,omitempty"`
-	// Replace, outbound only: the message corrects the user's earlier
-	// message with this stanza id (XEP-0308); Body is the corrected text.
+	// Replace: the message corrects an earlier one (XEP-0308), whose id
+	// this is; Body is the corrected text. A correction of a correction
+	// names the first message, as XEP-0308 does.
 	Replace string `json:"replace,omitempty"`
-	// OriginID, inbound only: the message is a room's reflection of the
-	// user's own message, and this is the stanza id the user's client gave
-	// it; the component writes the reflection with it (XEP-0045 §7.4).
+	// ReplyTo: the message replies to an earlier one (XEP-0461).
+	ReplyTo *ReplyTo `json:"reply_to,omitempty"`
+	// OriginID, outbound: the XEP-0359 origin-id the client gave the
+	// message, when it differs from ID (clients may refer to it by either).
+	// Inbound: the message is a room's reflection of the user's own
+	// message, and this is the stanza id the user's client gave it; the
+	// component writes the reflection with it (XEP-0045 §7.4).
 	OriginID string `json:"origin_id,omitempty"`
+}
+
+// Message ids in references. Every id an event refers to (message.replace,
+// message.reply_to.id, reaction.id, retraction.id, marker.id) is the id the
+// XMPP user's client knows the message by: on the out subject, as the
+// user's client sent it (the stanza id or origin-id of their message, or the
+// id of a message the gateway wrote to them); on the in subject, the same
+// ids. The gateway's runner translates them to and from the network's ids
+// (docs/bus.md, "Message ids"); a message the gateway writes to a user has
+// the id NetworkStanzaID(network id), so a reference to it carries the
+// network's id in a form the runner reads back.
+
+// ReplyTo is the message a reply refers to.
+type ReplyTo struct {
+	ID string `json:"id"`
+	// Quote is the text quoted from the message replied to, as the
+	// replier's client showed it (XEP-0461's fallback), without "> ".
+	Quote string `json:"quote,omitempty"`
+}
+
+// Reaction is the payload of a KindReaction envelope.
+type Reaction struct {
+	ID    string   `json:"id"`    // the message reacted to
+	Emoji []string `json:"emoji"` // the full set from this person; empty: none left
+	// StanzaID, outbound: the id of the stanza that carried it, which an
+	// error about it references.
+	StanzaID string `json:"stanza_id,omitempty"`
+	// Type "groupchat": in the room Contact; Nick, inbound, is who reacted.
+	Type string `json:"type,omitempty"`
+	Nick string `json:"nick,omitempty"`
+}
+
+// Retraction is the payload of a KindRetraction envelope.
+type Retraction struct {
+	ID       string `json:"id"` // the message taken back
+	StanzaID string `json:"stanza_id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Nick     string `json:"nick,omitempty"`
+}
+
+// Marker states.
+const (
+	MarkerReceived  = "received"
+	MarkerDisplayed = "displayed"
+)
+
+// Marker is the payload of a KindMarker envelope: every message up to and
+// including ID was received, or displayed (read).
+type Marker struct {
+	State string `json:"state"`
+	ID    string `json:"id"`
+	Type  string `json:"type,omitempty"`
+	Nick  string `json:"nick,omitempty"`
+}
+
+// Typing states (XEP-0085 chat states).
+const (
+	TypingComposing = "composing"
+	TypingPaused    = "paused"
+	TypingActive    = "active"
+	TypingGone      = "gone"
+)
+
+// Typing is the payload of a KindTyping envelope.
+type Typing struct {
+	State string `json:"state"`
+	Type  string `json:"type,omitempty"`
+	Nick  string `json:"nick,omitempty"`
 }
 
 // Presence types.
@@ -147,6 +244,14 @@ type Error struct {
 // ErrInvalidEnvelope is wrapped by every Decode and Validate error.
 var ErrInvalidEnvelope = errors.New("invalid envelope")
 
+// ErrUnknownKind is wrapped, with ErrInvalidEnvelope, by the error of an
+// envelope whose kind this version does not know: written by a newer
+// component or adapter during a rolling upgrade. Decode still returns the
+// envelope (its id, gateway, user and contact are valid) so that the reader
+// can answer its sender with feature-not-implemented instead of dropping
+// it.
+var ErrUnknownKind = errors.New("unknown kind")
+
 // MaxEnvelopeSize bounds what Decode accepts; NATS' default max payload is
 // 1 MiB and nothing legitimate comes close.
 const MaxEnvelopeSize = 1 << 20
@@ -172,6 +277,9 @@ func Decode(data []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: %v", ErrInvalidEnvelope, err)
 	}
 	if err := e.Validate(); err != nil {
+		if errors.Is(err, ErrUnknownKind) {
+			return &e, err
+		}
 		return nil, err
 	}
 	return &e, nil
@@ -196,14 +304,18 @@ func (e *Envelope) Validate() error {
 	case e.Contact == "" && e.Kind != KindMessage:
 		return bad("missing \"contact\"")
 	}
+	if !e.Kind.known() {
+		return fmt.Errorf("%w: %w %q", ErrInvalidEnvelope, ErrUnknownKind, e.Kind)
+	}
 	set := 0
-	for _, p := range []bool{e.Message != nil, e.Status != nil, e.Error != nil, e.Presence != nil} {
+	for _, p := range []bool{e.Message != nil, e.Status != nil, e.Error != nil, e.Presence != nil,
+		e.Reaction != nil, e.Retraction != nil, e.Marker != nil, e.Typing != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return bad("exactly one of \"message\", \"status\", \"error\", \"presence\" must be set, found %d", set)
+		return bad("exactly one payload (\"message\", \"status\", \"error\", \"presence\", \"reaction\", \"retraction\", \"marker\", \"typing\") must be set, found %d", set)
 	}
 	switch e.Kind {
 	case KindMessage:
@@ -217,6 +329,9 @@ func (e *Envelope) Validate() error {
 		}
 		if e.Contact == "" && (e.Message.Type == TypeGroupchat || e.Message.Nick != "") {
 			return bad("groupchat message without \"contact\" (the room)")
+		}
+		if e.Message.ReplyTo != nil && e.Message.ReplyTo.ID == "" {
+			return bad("reply_to needs \"id\"")
 		}
 	case KindStatus:
 		if e.Status == nil {
@@ -245,8 +360,100 @@ func (e *Envelope) Validate() error {
 		default:
 			return bad("unknown presence type %q", e.Presence.Type)
 		}
-	default:
-		return bad("unknown kind %q", e.Kind)
+	case KindReaction:
+		if e.Reaction == nil {
+			return bad("kind %q without \"reaction\"", e.Kind)
+		}
+		if e.Reaction.ID == "" {
+			return bad("reaction needs \"id\"")
+		}
+		if err := checkType(e.Reaction.Type); err != nil {
+			return bad("reaction: %v", err)
+		}
+	case KindRetraction:
+		if e.Retraction == nil {
+			return bad("kind %q without \"retraction\"", e.Kind)
+		}
+		if e.Retraction.ID == "" {
+			return bad("retraction needs \"id\"")
+		}
+		if err := checkType(e.Retraction.Type); err != nil {
+			return bad("retraction: %v", err)
+		}
+	case KindMarker:
+		if e.Marker == nil {
+			return bad("kind %q without \"marker\"", e.Kind)
+		}
+		switch e.Marker.State {
+		case MarkerReceived, MarkerDisplayed:
+		default:
+			return bad("unknown marker state %q", e.Marker.State)
+		}
+		if e.Marker.ID == "" {
+			return bad("marker needs \"id\"")
+		}
+		if err := checkType(e.Marker.Type); err != nil {
+			return bad("marker: %v", err)
+		}
+	case KindTyping:
+		if e.Typing == nil {
+			return bad("kind %q without \"typing\"", e.Kind)
+		}
+		switch e.Typing.State {
+		case TypingComposing, TypingPaused, TypingActive, TypingGone:
+		default:
+			return bad("unknown typing state %q", e.Typing.State)
+		}
+		if err := checkType(e.Typing.Type); err != nil {
+			return bad("typing: %v", err)
+		}
 	}
 	return nil
+}
+
+func (k Kind) known() bool {
+	switch k {
+	case KindMessage, KindStatus, KindError, KindPresence, KindReaction, KindRetraction, KindMarker, KindTyping:
+		return true
+	}
+	return false
+}
+
+func checkType(t string) error {
+	switch t {
+	case "", TypeChat, TypeGroupchat:
+		return nil
+	}
+	return fmt.Errorf("unknown type %q", t)
+}
+
+// networkIDPrefix starts the stanza ids the component gives the messages it
+// writes from a network message id: reversible, so a reference to such a
+// message (a reaction, a marker) carries the network's id back.
+const networkIDPrefix = "xg-"
+
+// NetworkStanzaID is the stanza id (and XEP-0359 origin-id) of the part-th
+// stanza (0: the text; 1, 2…: media items) of the message the network knows
+// as networkID. The same network message always gets the same ids, so a
+// redelivered message is recognised by clients.
+func NetworkStanzaID(networkID string, part int) string {
+	if part == 0 {
+		return networkIDPrefix + networkID
+	}
+	return fmt.Sprintf("%s%d-%s", networkIDPrefix+"p", part, networkID)
+}
+
+// ParseNetworkStanzaID returns the network message id in an id made by
+// NetworkStanzaID, and false for any other id.
+func ParseNetworkStanzaID(id string) (string, bool) {
+	rest, ok := strings.CutPrefix(id, networkIDPrefix)
+	if !ok || rest == "" {
+		return "", false
+	}
+	if p, ok := strings.CutPrefix(rest, "p"); ok {
+		if n, net, ok := strings.Cut(p, "-"); ok && n != "" && strings.Trim(n, "0123456789") == "" && net != "" {
+			return net, true
+		}
+	}
+	return rest, true
 }

@@ -213,7 +213,48 @@ func TestValidate(t *testing.T) {
 		{"kind message with status payload", func(e *bus.Envelope) {
 			e.Message, e.Status = nil, &bus.Status{Ref: "m1", State: bus.StateSent}
 		}, []string{`kind "message" without "message"`}},
-		{"unknown kind", func(e *bus.Envelope) { e.Kind = "typing" }, []string{`unknown kind "typing"`}},
+		{"unknown kind", func(e *bus.Envelope) { e.Kind = "sticker" }, []string{`unknown kind "sticker"`}},
+		{"valid reaction", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Reaction = bus.KindReaction, nil, &bus.Reaction{ID: "m1", Emoji: []string{"👍"}}
+		}, nil},
+		{"reaction removing all", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Reaction = bus.KindReaction, nil, &bus.Reaction{ID: "m1"}
+		}, nil},
+		{"reaction without id", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Reaction = bus.KindReaction, nil, &bus.Reaction{Emoji: []string{"👍"}}
+		}, []string{`reaction needs "id"`}},
+		{"reaction of unknown type", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Reaction = bus.KindReaction, nil, &bus.Reaction{ID: "m1", Type: "headline"}
+		}, []string{`unknown type "headline"`}},
+		{"kind reaction with message payload", func(e *bus.Envelope) { e.Kind = bus.KindReaction },
+			[]string{`kind "reaction" without "reaction"`}},
+		{"valid retraction", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Retraction = bus.KindRetraction, nil, &bus.Retraction{ID: "m1"}
+		}, nil},
+		{"retraction without id", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Retraction = bus.KindRetraction, nil, &bus.Retraction{}
+		}, []string{`retraction needs "id"`}},
+		{"valid marker", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Marker = bus.KindMarker, nil, &bus.Marker{State: bus.MarkerDisplayed, ID: "m1"}
+		}, nil},
+		{"marker of unknown state", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Marker = bus.KindMarker, nil, &bus.Marker{State: "acknowledged", ID: "m1"}
+		}, []string{`unknown marker state "acknowledged"`}},
+		{"marker without id", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Marker = bus.KindMarker, nil, &bus.Marker{State: bus.MarkerReceived}
+		}, []string{`marker needs "id"`}},
+		{"valid typing", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Typing = bus.KindTyping, nil, &bus.Typing{State: bus.TypingComposing}
+		}, nil},
+		{"typing of unknown state", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Typing = bus.KindTyping, nil, &bus.Typing{State: "thinking"}
+		}, []string{`unknown typing state "thinking"`}},
+		{"reply without id", func(e *bus.Envelope) { e.Message.ReplyTo = &bus.ReplyTo{Quote: "q"} },
+			[]string{`reply_to needs "id"`}},
+		{"two new payloads", func(e *bus.Envelope) {
+			e.Kind, e.Message = bus.KindTyping, nil
+			e.Typing, e.Marker = &bus.Typing{State: bus.TypingActive}, &bus.Marker{State: bus.MarkerReceived, ID: "m"}
+		}, []string{"exactly one", "found 2"}},
 		{"empty kind", func(e *bus.Envelope) { e.Kind = "" }, []string{`unknown kind ""`}},
 		{"status without ref", func(e *bus.Envelope) {
 			e.Kind, e.Message, e.Status = bus.KindStatus, nil, &bus.Status{State: bus.StateDelivered}
@@ -447,4 +488,106 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("encoding not stable:\n%s\n%s", out, out2)
 		}
 	})
+}
+
+// TestUnknownKindDecodes: an envelope of a kind from a newer version is
+// refused, but returned, so its reader can answer the sender.
+func TestUnknownKindDecodes(t *testing.T) {
+	data := []byte(`{"v":1,"kind":"sticker","id":"e1","gateway":"sms","ts":"2026-11-24T10:15:00Z","user":"alice@example.com/phone","contact":"+15551234567","sticker":{"pack":"x"}}`)
+	e, err := bus.Decode(data)
+	if !errors.Is(err, bus.ErrUnknownKind) || !errors.Is(err, bus.ErrInvalidEnvelope) {
+		t.Fatalf("Decode = %v, want ErrUnknownKind wrapped in ErrInvalidEnvelope", err)
+	}
+	if e == nil || e.ID != "e1" || e.User != "alice@example.com/phone" || e.Contact != "+15551234567" || e.Kind != "sticker" {
+		t.Fatalf("Decode returned %+v, want the envelope's addressing", e)
+	}
+	// Any other invalid envelope returns no envelope.
+	if e, err := bus.Decode([]byte(`{"v":1,"kind":"message","id":"e1","gateway":"sms","user":"u"}`)); e != nil || err == nil {
+		t.Fatalf("Decode of an invalid message = %+v, %v; want nil and an error", e, err)
+	}
+}
+
+// eventEnvelopes are the examples of the event kinds in docs/bus.md, each
+// kept in testdata/<name>.json.
+func eventEnvelopes() map[string]*bus.Envelope {
+	base := func(kind bus.Kind, id string) *bus.Envelope {
+		return &bus.Envelope{V: bus.Version, Kind: kind, ID: id, Gateway: "sms",
+			Time: time.Date(2026, 11, 24, 10, 16, 0, 0, time.UTC), User: "alice@example.com/phone", Contact: "+15551234567"}
+	}
+	reply := base(bus.KindMessage, "T6Ydl0VZqs8GDqwBXNR1mD")
+	reply.Message = &bus.Message{ID: "d4e5f6", Body: "Ok, see you then", ReplyTo: &bus.ReplyTo{ID: "x-SMa1b2", Quote: "Running late, there in 10"}}
+	correction := base(bus.KindMessage, "T6Ydl0VZqs8GDqwBXNR1mE")
+	correction.Message = &bus.Message{ID: "a1b2c4", Body: "Running late, there in 15", Replace: "a1b2c3"}
+	reaction := base(bus.KindReaction, "T6Ydl0VZqs8GDqwBXNR1mF")
+	reaction.Reaction = &bus.Reaction{ID: "a1b2c3", Emoji: []string{"👍", "😂"}}
+	retraction := base(bus.KindRetraction, "T6Ydl0VZqs8GDqwBXNR1mG")
+	retraction.Retraction = &bus.Retraction{ID: "a1b2c3"}
+	marker := base(bus.KindMarker, "T6Ydl0VZqs8GDqwBXNR1mH")
+	marker.Marker = &bus.Marker{State: bus.MarkerDisplayed, ID: "x-SMa1b2"}
+	typing := base(bus.KindTyping, "T6Ydl0VZqs8GDqwBXNR1mI")
+	typing.Typing = &bus.Typing{State: bus.TypingComposing}
+	return map[string]*bus.Envelope{
+		"reply": reply, "correction": correction, "reaction": reaction,
+		"retraction": retraction, "marker": marker, "typing": typing,
+	}
+}
+
+// TestGoldenEvents keeps each event example in testdata and in docs/bus.md
+// identical to what Encode writes, and Decode reads it back.
+func TestGoldenEvents(t *testing.T) {
+	doc, err := os.ReadFile("../docs/bus.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var docExamples []any
+	for rest := doc; ; {
+		var ok bool
+		_, rest, ok = bytes.Cut(rest, []byte("```json\n"))
+		if !ok {
+			break
+		}
+		var example []byte
+		example, rest, _ = bytes.Cut(rest, []byte("```"))
+		docExamples = append(docExamples, normJSON(t, example))
+	}
+	for name, e := range eventEnvelopes() {
+		t.Run(name, func(t *testing.T) {
+			golden := "testdata/" + name + ".json"
+			got, err := bus.Encode(e)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if *update {
+				var buf bytes.Buffer
+				if err := json.Indent(&buf, got, "", "  "); err != nil {
+					t.Fatal(err)
+				}
+				buf.WriteByte('\n')
+				if err := os.WriteFile(golden, buf.Bytes(), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(normJSON(t, got), normJSON(t, want)) {
+				t.Errorf("Encode does not match %s:\n got %s\nwant %s", golden, got, want)
+			}
+			back, err := bus.Decode(want)
+			if err != nil {
+				t.Fatalf("Decode(%s): %v", golden, err)
+			}
+			if !equalEnvelope(back, e) {
+				t.Errorf("Decode(%s) = %+v, want %+v", golden, back, e)
+			}
+			found := false
+			for _, ex := range docExamples {
+				found = found || reflect.DeepEqual(ex, normJSON(t, want))
+			}
+			if !found {
+				t.Errorf("docs/bus.md has no ```json example equal to %s", golden)
+			}
+		})
+	}
 }

@@ -19,8 +19,8 @@ type Adapter interface {
 	// until Stop returns.
 	Start(ctx context.Context, h Host) error
 	// Send delivers one message to the network. A nil error means the network
-	// accepted it.
-	Send(ctx context.Context, m Outbound) error
+	// accepted it; Sent names what it became there.
+	Send(ctx context.Context, m Outbound) (Sent, error)
 	// Stop disconnects. It must be safe to call after a failed or no Start.
 	Stop(ctx context.Context) error
 }
@@ -35,6 +35,18 @@ type Host interface {
 	// Occupant stores a change in a room's occupants, as the user sees it.
 	// Only adapters with Capabilities.Rooms call it.
 	Occupant(ctx context.Context, o Occupant) error
+	// React stores a contact's reactions on a message (features.go).
+	React(ctx context.Context, r InboundReaction) error
+	// Retract stores a contact's retraction of their message.
+	Retract(ctx context.Context, r InboundRetraction) error
+	// Mark and Type pass on a read marker or a chat state: ephemeral,
+	// never stored; an error means it was dropped, which is allowed.
+	Mark(ctx context.Context, m InboundMarker) error
+	Type(ctx context.Context, t InboundTyping) error
+	// Recent lists the messages the user sent to contact that the
+	// adapter asked to remember (Sent.Text), newest first: at most
+	// RecentLimit, within the id map's expiry.
+	Recent(ctx context.Context, user, contact string) ([]RecentMessage, error)
 }
 
 // Capabilities are what a network carries. The runner and the component
@@ -42,7 +54,6 @@ type Host interface {
 type Capabilities struct {
 	Media    bool // attachments (URLs) travel as media, not just text
 	Receipts bool // the network reports delivery
-	Typing   bool // typing notifications
 	// Rooms: the network has group conversations, shown to XMPP users as
 	// XEP-0045 rooms. The adapter implements RoomAdapter.
 	Rooms bool
@@ -66,10 +77,12 @@ type Outbound struct {
 	Groupchat bool
 	// Subject, when set on a groupchat message, changes the room's subject.
 	Subject *string
-	// Replace: the message corrects the sender's earlier message with this
-	// stanza id (XEP-0308), and Body is the corrected text. A network that
-	// cannot edit sends it as a new message (SMS marks it, see twilio).
-	Replace string
+	// OriginID is the XEP-0359 origin-id the client gave the message when
+	// it differs from ID; clients may refer to the message by either.
+	OriginID string
+	// ReplyTo, for an adapter that is a Replier, is the message this one
+	// answers (XEP-0461). Others get the user's text alone.
+	ReplyTo *Ref
 }
 
 // Inbound is a message from a network contact to an XMPP user.
@@ -94,6 +107,13 @@ type Inbound struct {
 	// message they sent (XEP-0045 §7.4, XEP-0359) instead of showing it
 	// twice.
 	OriginID string
+	// Replace: the message corrects the network's message with this id
+	// (XEP-0308); Body is the corrected text.
+	Replace string
+	// ReplyTo: the message answers the network's message with this id;
+	// ReplyQuote is the text quoted from it, when the network gives one.
+	ReplyTo    string
+	ReplyQuote string
 }
 
 // Notice returns an Inbound from the gateway itself (From empty) telling

@@ -74,6 +74,8 @@ type Runner struct {
 	// again because its acknowledgement was lost (the store failed or
 	// restarted in between) is acknowledged, not sent twice.
 	sent *recent.IDs
+	// ids is the id map (ids.go), opened by Run.
+	ids *idMap
 }
 
 // NewRunner checks options and fills defaults. It starts nothing.
@@ -111,6 +113,14 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 // consumes until ctx is cancelled (with InboundOnly, it only waits). On
 // return, in-flight sends have finished and the adapter is stopped.
 func (r *Runner) Run(ctx context.Context) error {
+	kv, err := r.o.Bus.JetStream().KeyValue(ctx, bus.BucketIDs)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("gateways: id map: %w", err)
+	}
+	r.ids = &idMap{kv: kv, gw: r.o.Name}
 	host := &host{r: r}
 	if err := r.startAdapter(ctx, host); err != nil {
 		return err
@@ -154,6 +164,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Messages taken and not yet settled are kept alive with progress
 	// acks, so the consumer's short AckWait only expires for the messages
 	// of a process that died.
+	stopEphemeral, err := r.subscribeEphemeral(workCtx)
+	if err != nil {
+		return err
+	}
+	defer stopEphemeral()
 	held := &heldSet{m: map[jetstream.Msg]struct{}{}}
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
@@ -356,6 +371,13 @@ func (r *Runner) queueFor(e *bus.Envelope) int {
 // the sender was told of a failure; delayed nak for a retry.
 func (r *Runner) handle(ctx context.Context, j job) {
 	msg, e, err := j.msg, j.env, j.err
+	if errors.Is(err, bus.ErrUnknownKind) && e != nil {
+		// From a newer component (a rolling upgrade): its sender is told,
+		// not left waiting.
+		r.fail(ctx, msg, e, Reject(FeatureNotImplemented,
+			"%s's adapter does not know %q events yet (it is older than the gateway's component)", r.network(), e.Kind))
+		return
+	}
 	if err != nil {
 		// Nobody can be told (the envelope does not say who sent it); keeping
 		// it would block nothing but would be redelivered forever.
@@ -390,7 +412,11 @@ func (r *Runner) handle(ctx context.Context, j job) {
 			r.fail(ctx, msg, e, ref)
 			return
 		}
-		send = func(ctx context.Context) error { return r.o.Adapter.Send(ctx, out) }
+		send = func(ctx context.Context) error { return r.sendMessage(ctx, e, out) }
+	case bus.KindReaction:
+		send = func(ctx context.Context) error { return r.react(ctx, e) }
+	case bus.KindRetraction:
+		send = func(ctx context.Context) error { return r.retract(ctx, e) }
 	case bus.KindPresence:
 		ra, ok := r.o.Adapter.(RoomAdapter)
 		if !ok || !r.o.Info.Capabilities.Rooms {
@@ -515,7 +541,10 @@ func (r *Runner) outbound(e *bus.Envelope, attempt int) (Outbound, error) {
 		Key:       e.ID,
 		Groupchat: e.Message.Type == bus.TypeGroupchat,
 		Subject:   e.Message.Subject,
-		Replace:   e.Message.Replace,
+		OriginID:  e.Message.OriginID,
+	}
+	if rt := e.Message.ReplyTo; rt != nil {
+		out.ReplyTo = &Ref{ID: rt.ID, Text: rt.Quote}
 	}
 	if out.To == "" {
 		return out, Reject(BadRequest, "the message has no recipient")
@@ -564,7 +593,7 @@ func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, e
 		env.Presence = &bus.Presence{Type: bus.PresenceError, Nick: e.Presence.Nick, Error: be}
 	} else {
 		env = r.envelope(bus.KindError, e.User, e.Contact)
-		be.Ref = e.Message.ID
+		be.Ref = stanzaRef(e)
 		env.Error = be
 	}
 	if _, perr := r.o.Bus.Publish(ctx, bus.InSubject(r.o.Name), env, "err:"+e.ID); perr != nil {
@@ -575,6 +604,20 @@ func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, e
 	r.log.Info("message refused", "id", e.ID, "kind", e.Kind, "condition", ge.Condition, "err", err)
 	r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Failed)
 	_ = msg.Ack()
+}
+
+// stanzaRef is the stanza id of what the user sent, which an error
+// answers; "" when the envelope does not say.
+func stanzaRef(e *bus.Envelope) string {
+	switch {
+	case e.Message != nil:
+		return e.Message.ID
+	case e.Reaction != nil:
+		return e.Reaction.StanzaID
+	case e.Retraction != nil:
+		return e.Retraction.StanzaID
+	}
+	return ""
 }
 
 // errorType is RFC 6120's suggested type for each condition.
@@ -602,6 +645,17 @@ func (h *host) Deliver(ctx context.Context, m Inbound) error {
 	r := h.r
 	env := r.envelope(bus.KindMessage, m.To, m.From)
 	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID}
+	var err error
+	if env.Message.Replace, err = h.xmppID(ctx, m.To, m.From, m.Replace); err != nil {
+		return err
+	}
+	if m.ReplyTo != "" {
+		id, err := h.xmppID(ctx, m.To, m.From, m.ReplyTo)
+		if err != nil {
+			return err
+		}
+		env.Message.ReplyTo = &bus.ReplyTo{ID: id, Quote: m.ReplyQuote}
+	}
 	if m.Groupchat {
 		env.Message.Type = bus.TypeGroupchat
 	}

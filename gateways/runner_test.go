@@ -53,15 +53,15 @@ func (a *scriptAdapter) Start(_ context.Context, h gateways.Host) error {
 	return nil
 }
 
-func (a *scriptAdapter) Send(ctx context.Context, m gateways.Outbound) error {
+func (a *scriptAdapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
 	a.mu.Lock()
 	a.calls = append(a.calls, m)
 	n := len(a.calls)
 	a.mu.Unlock()
 	if a.send == nil {
-		return nil
+		return gateways.Sent{}, nil
 	}
-	return a.send(ctx, n, m)
+	return gateways.Sent{}, a.send(ctx, n, m)
 }
 
 func (a *scriptAdapter) Stop(context.Context) error {

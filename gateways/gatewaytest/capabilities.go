@@ -330,7 +330,7 @@ func (r *recording) Start(ctx context.Context, h gateways.Host) error {
 	return nil
 }
 
-func (r *recording) Send(ctx context.Context, m gateways.Outbound) error {
+func (r *recording) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
 	r.mu.Lock()
 	m2 := m
 	m2.Media = slices.Clone(m.Media)

@@ -98,7 +98,7 @@ func checkSendDisconnected(c *checker) {
 	defer cancel()
 	send := func() error {
 		return c.call(fmt.Sprintf("Send with a %v deadline while the network is unreachable", c.lim.offline),
-			c.lim.offline+c.lim.slack, func() error { return a.Send(ctx, m) })
+			c.lim.offline+c.lim.slack, func() error { _, err := a.Send(ctx, m); return err })
 	}
 	err := send()
 	if err == nil {
@@ -244,7 +244,7 @@ func checkSendContext(c *checker) {
 	for _, tt := range tests {
 		m := c.message(c.h.Contact)
 		ctx, cancel := tt.ctx()
-		err := c.call("Send with an "+tt.name+" context", c.lim.prompt, func() error { return a.Send(ctx, m) })
+		err := c.call("Send with an "+tt.name+" context", c.lim.prompt, func() error { _, err := a.Send(ctx, m); return err })
 		cancel()
 		switch {
 		case err == nil:

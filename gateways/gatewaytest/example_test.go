@@ -53,7 +53,7 @@ func ExampleHost() {
 	}
 	defer a.Stop(ctx)
 
-	err := a.Send(ctx, gateways.Outbound{ID: "m1", From: "alice@example.com/phone", To: "+15551234567", Body: "hi", Receipt: true, Attempt: 1})
+	_, err := a.Send(ctx, gateways.Outbound{ID: "m1", From: "alice@example.com/phone", To: "+15551234567", Body: "hi", Receipt: true, Attempt: 1})
 	fmt.Println(err)
 	for _, m := range host.Delivered() {
 		fmt.Printf("%s → %s: %s\n", m.From, m.To, m.Body)

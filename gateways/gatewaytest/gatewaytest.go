@@ -239,7 +239,7 @@ func (c *checker) send(a gateways.Adapter, m gateways.Outbound) error {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), c.lim.send)
 	defer cancel()
-	err := c.call("Send", c.lim.send+c.lim.slack, func() error { return a.Send(ctx, m) })
+	err := c.call("Send", c.lim.send+c.lim.slack, func() error { _, err := a.Send(ctx, m); return err })
 	return err
 }
 

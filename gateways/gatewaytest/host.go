@@ -33,6 +33,11 @@ type Host struct {
 	delivered []gateways.Inbound
 	reports   []gateways.Status
 	occupants []gateways.Occupant
+	reactions []gateways.InboundReaction
+	retracts  []gateways.InboundRetraction
+	markers   []gateways.InboundMarker
+	typing    []gateways.InboundTyping
+	recent    map[[2]string][]gateways.RecentMessage
 }
 
 var _ gateways.Host = (*Host)(nil)
@@ -43,7 +48,10 @@ func NewHost() *Host { return &Host{} }
 // Deliver records an inbound message.
 func (h *Host) Deliver(ctx context.Context, m gateways.Inbound) error {
 	env := envelope(bus.KindMessage, m.To, m.From)
-	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID}
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID, Replace: m.Replace}
+	if m.ReplyTo != "" {
+		env.Message.ReplyTo = &bus.ReplyTo{ID: m.ReplyTo, Quote: m.ReplyQuote}
+	}
 	if m.Groupchat {
 		env.Message.Type = bus.TypeGroupchat
 	}
@@ -89,6 +97,123 @@ func (h *Host) Occupant(ctx context.Context, o gateways.Occupant) error {
 	return nil
 }
 
+// React records a contact's reactions.
+func (h *Host) React(ctx context.Context, x gateways.InboundReaction) error {
+	env := envelope(bus.KindReaction, x.User, x.Contact)
+	env.Reaction = &bus.Reaction{ID: cmpOr(x.TargetXMPP, x.Target), Emoji: x.Emoji, Nick: x.Nick}
+	if err := accept(ctx, env); err != nil {
+		return err
+	}
+	if !x.Full && x.Add == "" && x.Remove == "" {
+		return fmt.Errorf("gatewaytest: host: a reaction that is not Full needs Add or Remove")
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	x.Emoji = slices.Clone(x.Emoji)
+	h.reactions = append(h.reactions, x)
+	return nil
+}
+
+// Retract records a contact's retraction.
+func (h *Host) Retract(ctx context.Context, x gateways.InboundRetraction) error {
+	env := envelope(bus.KindRetraction, x.User, x.Contact)
+	env.Retraction = &bus.Retraction{ID: x.Target, Nick: x.Nick}
+	if err := accept(ctx, env); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.retracts = append(h.retracts, x)
+	return nil
+}
+
+// Mark records a read marker.
+func (h *Host) Mark(ctx context.Context, x gateways.InboundMarker) error {
+	env := envelope(bus.KindMarker, x.User, x.Contact)
+	env.Marker = &bus.Marker{State: x.State, ID: x.Target, Nick: x.Nick}
+	if err := accept(ctx, env); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.markers = append(h.markers, x)
+	return nil
+}
+
+// Type records a chat state.
+func (h *Host) Type(ctx context.Context, x gateways.InboundTyping) error {
+	env := envelope(bus.KindTyping, x.User, x.Contact)
+	env.Typing = &bus.Typing{State: x.State, Nick: x.Nick}
+	if err := accept(ctx, env); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.typing = append(h.typing, x)
+	return nil
+}
+
+// SetRecent sets what Recent returns for a conversation (user's bare JID
+// and contact), as the runner's id map would.
+func (h *Host) SetRecent(user, contact string, msgs []gateways.RecentMessage) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.recent == nil {
+		h.recent = map[[2]string][]gateways.RecentMessage{}
+	}
+	h.recent[[2]string{gateways.BareJID(user), contact}] = slices.Clone(msgs)
+}
+
+// Recent returns what SetRecent set.
+func (h *Host) Recent(ctx context.Context, user, contact string) ([]gateways.RecentMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.recent[[2]string{gateways.BareJID(user), contact}]), nil
+}
+
+// Reactions, Retractions, Markers and Typing return what was recorded,
+// oldest first.
+func (h *Host) Reactions() []gateways.InboundReaction {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.reactions)
+}
+
+func (h *Host) Retractions() []gateways.InboundRetraction {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.retracts)
+}
+
+func (h *Host) Markers() []gateways.InboundMarker {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.markers)
+}
+
+func (h *Host) Typing() []gateways.InboundTyping {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.typing)
+}
+
+// WaitReaction waits until a recorded reaction satisfies match; see
+// WaitDelivered.
+func (h *Host) WaitReaction(t testing.TB, timeout time.Duration, match func(gateways.InboundReaction) bool) gateways.InboundReaction {
+	t.Helper()
+	return waitRecorded(t, "reaction", timeout, h.Reactions, match)
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
 func envelope(kind bus.Kind, user, contact string) *bus.Envelope {
 	return &bus.Envelope{Kind: kind, ID: nuid.Next(), Gateway: hostGateway, Time: time.Now().UTC(), User: user, Contact: contact}
 }
@@ -129,7 +254,7 @@ func (h *Host) Occupants() []gateways.Occupant {
 func (h *Host) calls() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.delivered) + len(h.reports) + len(h.occupants)
+	return len(h.delivered) + len(h.reports) + len(h.occupants) + len(h.reactions) + len(h.retracts) + len(h.markers) + len(h.typing)
 }
 
 // WaitDelivered waits until a recorded inbound message satisfies match (nil

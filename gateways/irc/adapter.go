@@ -417,7 +417,12 @@ func (a *Adapter) nickLimit() int {
 
 // Send delivers one message: a PRIVMSG to a nick, or to a channel the user
 // has joined (Groupchat); a Subject on a groupchat message sets the topic.
-func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
+// IRC has no message ids: nothing to record.
+func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	return gateways.Sent{}, a.send(ctx, m)
+}
+
+func (a *Adapter) send(ctx context.Context, m gateways.Outbound) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("irc: not sent: %w", err) // the caller gave up: nothing goes out
 	}

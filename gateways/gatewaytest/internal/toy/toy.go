@@ -157,7 +157,12 @@ func (a *Adapter) Stop(context.Context) error {
 	return nil
 }
 
-func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
+// Send sends m. The toy network has no message ids.
+func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	return gateways.Sent{}, a.send(ctx, m)
+}
+
+func (a *Adapter) send(ctx context.Context, m gateways.Outbound) error {
 	a.mu.Lock()
 	h := a.host
 	a.mu.Unlock()
