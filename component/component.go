@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
@@ -47,6 +48,10 @@ type Options struct {
 	// conversations) served as XEP-0045 rooms; nil means the network has
 	// none.
 	IsRoom func(address string) bool
+	// Features are the conversation features the adapter declared
+	// (gateways.FeaturesOf, or an external adapter's configuration): the
+	// component advertises and carries exactly these.
+	Features Features
 
 	// Registrar, when set, enables XEP-0077 registration and the ad-hoc
 	// commands; Translator enables XEP-0100 jabber:iq:gateway.
@@ -301,6 +306,18 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		defer close(pulled)
 		bus.Pull(pullCtx, cons, 64, time.Second, func(msg jetstream.Msg) { c.deliver(sess, &ended, msg) })
 	}()
+
+	// Typing and markers from the network: written while this stream is
+	// up, dropped otherwise (xep0085.go, xep0333.go).
+	sub, err := c.o.Bus.Conn().QueueSubscribe(bus.EphemeralInSubject(c.o.Name), bus.ComponentConsumer(c.o.Name), func(m *nats.Msg) {
+		c.deliverEphemeral(sess, &ended, m.Data)
+	})
+	if err != nil {
+		c.log.Warn("typing notifications and markers from the network will not be shown", "err", err)
+	} else {
+		_ = sub.SetPendingLimits(1024, 1<<20) // beyond that, dropped: hints
+		defer func() { _ = sub.Unsubscribe() }()
+	}
 
 	served := make(chan error, 1)
 	fence, fenceOff := context.WithCancel(context.Background()) // ended when the lease is lost

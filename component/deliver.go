@@ -2,11 +2,14 @@ package component
 
 import (
 	"context"
+	"encoding/xml"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 	"mellium.im/xmpp"
 	"mellium.im/xmpp/jid"
 
@@ -46,6 +49,10 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		c.log.Info("the store writes again; delivering inbound messages")
 	}
 	e, err := bus.Decode(msg.Data())
+	if errors.Is(err, bus.ErrUnknownKind) && e != nil {
+		c.answerUnknown(e, msg)
+		return
+	}
 	if err != nil {
 		c.log.Error("dropping undecodable inbound envelope", "subject", msg.Subject(), "err", err)
 		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
@@ -112,8 +119,8 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		// Written, but the store failed before it recorded that: once it
 		// is repaired the message may come back and be written again,
 		// with the same stanza id (clients that keep ids drop it).
-		c.log.Warn("inbound message written as the store failed; it may be delivered again after the repair, with the same stanza id",
-			"id", e.ID, "stanza_id", stanzaID(e.ID, 0), "err", fault)
+		c.log.Warn("inbound message written as the store failed; it may be delivered again after the repair, with the same stanza ids",
+			"id", e.ID, "err", fault)
 	}
 	if e.Kind == bus.KindMessage {
 		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Sent)
@@ -139,31 +146,26 @@ func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
 	to := user.String()
 	switch e.Kind {
 	case bus.KindMessage:
-		m := e.Message
-		typ := "chat"
-		var active *chatStateOut
-		if m.Type == bus.TypeGroupchat {
-			typ = "groupchat"
-			if m.Nick != "" {
-				from += "/" + m.Nick
-			}
-		} else {
-			active = &chatStateOut{}
-		}
-		var out []any
-		if m.Body != "" || m.Subject != nil || len(m.Media) == 0 {
-			first := outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Subject: m.Subject, Body: m.Body, Thread: m.Thread, Active: active}
-			if m.OriginID != "" {
-				// The room's reflection of the user's own message: with
-				// the id their client gave it, which it matches on.
-				first.ID, first.OriginID = m.OriginID, &originIDOut{ID: m.OriginID}
-			}
-			out = append(out, first)
-		}
-		for i, md := range m.Media {
-			out = append(out, outMessage{ID: stanzaID(e.ID, i+1), From: from, To: to, Type: typ, Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}})
-		}
-		return out, nil
+		return c.messageStanzas(e, from, to), nil
+	case bus.KindReaction:
+		x := e.Reaction
+		typ, from := c.eventFrom(x.Type, x.Nick, from)
+		return []any{outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ,
+			Reactions: &reactionsOut{ID: x.ID, Reactions: x.Emoji}, Store: &storeHint{}}}, nil
+	case bus.KindRetraction:
+		x := e.Retraction
+		typ, from := c.eventFrom(x.Type, x.Nick, from)
+		return []any{outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Body: retractFallback,
+			Retract: &retractOut{ID: x.ID}, Fallback: []fallbackOut{{For: nsRetract}}, Store: &storeHint{}}}, nil
+	case bus.KindMarker:
+		x := e.Marker
+		typ, from := c.eventFrom(x.Type, x.Nick, from)
+		return []any{outMessage{ID: stanzaID(e.ID, 0), From: from, To: to, Type: typ, Marker: markerElement(x.State, x.ID)}}, nil
+	case bus.KindTyping:
+		x := e.Typing
+		typ, from := c.eventFrom(x.Type, x.Nick, from)
+		return []any{outMessage{From: from, To: to, Type: typ,
+			State: &elementOut{XMLName: xml.Name{Space: nsChatStates, Local: x.State}}, NoStore: &noStoreHint{}}}, nil
 	case bus.KindPresence:
 		return []any{c.roomPresence(e, from, to)}, nil
 	case bus.KindStatus:
@@ -198,6 +200,129 @@ func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("unknown kind %q", e.Kind)
+}
+
+// deliverEphemeral writes a typing notification or marker, if the stream
+// is up; anything wrong drops it.
+func (c *Component) deliverEphemeral(sess *xmpp.Session, ended *atomic.Bool, data []byte) {
+	if ended.Load() || sess.State()&(xmpp.OutputStreamClosed|xmpp.InputStreamClosed) != 0 {
+		return
+	}
+	e, err := bus.Decode(data)
+	if err != nil || !e.Kind.Ephemeral() {
+		c.log.Debug("dropping an ephemeral event", "err", err)
+		return
+	}
+	stanzas, err := c.stanzasFor(e)
+	if err != nil {
+		c.log.Debug("dropping an ephemeral event", "id", e.ID, "err", err)
+		return
+	}
+	// No context deadline: mellium would arm it on the shared connection
+	// while another write may hold it. A write blocked on a server that
+	// reads nothing is cut by the next delivery's write deadline.
+	for _, s := range stanzas {
+		if err := sess.Encode(context.Background(), s); err != nil {
+			return
+		}
+	}
+}
+
+// answerUnknown answers an inbound envelope of a kind this version does
+// not know (from a newer adapter, in a rolling upgrade): the adapter is
+// told with an error envelope on its out subject, feature-not-implemented,
+// referencing the envelope's id, and the envelope is removed.
+func (c *Component) answerUnknown(e *bus.Envelope, msg jetstream.Msg) {
+	c.log.Warn("the adapter sent an event of a kind this gateway does not know; answering it feature-not-implemented", "kind", e.Kind, "id", e.ID)
+	contact := e.Contact
+	if contact == "" {
+		contact = "-"
+	}
+	answer := &bus.Envelope{Kind: bus.KindError, ID: nuid.Next(), Gateway: c.o.Name, Time: time.Now().UTC(), User: e.User, Contact: contact,
+		Error: &bus.Error{Ref: e.ID, Condition: "feature-not-implemented", Type: "cancel",
+			Text: fmt.Sprintf("this gateway's component does not know %q events (it is older than the adapter)", e.Kind)}}
+	ctx, cancel := context.WithTimeout(context.Background(), ackTimeout)
+	defer cancel()
+	if _, err := c.o.Bus.Publish(ctx, bus.OutSubject(c.o.Name), answer, "unknown:"+e.ID); err != nil {
+		c.log.Warn("could not answer an event of unknown kind; it stays on the bus", "id", e.ID, "err", err)
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
+	_ = msg.Term()
+}
+
+// eventFrom is the type and sender of an event: in a room, from the
+// occupant.
+func (c *Component) eventFrom(typ, nick, from string) (string, string) {
+	if typ == bus.TypeGroupchat {
+		if nick != "" {
+			from += "/" + nick
+		}
+		return "groupchat", from
+	}
+	return "chat", from
+}
+
+// messageStanzas writes a network's message: the text, then one message
+// per media item (XEP-0066: body and url the same), which is how clients
+// such as Conversations show attachments inline. Ids are made from the
+// network's id (xep0359.go).
+func (c *Component) messageStanzas(e *bus.Envelope, from, to string) []any {
+	m := e.Message
+	room := from
+	typ := "chat"
+	var active *chatStateOut
+	if m.Type == bus.TypeGroupchat {
+		typ = "groupchat"
+		if m.Nick != "" {
+			from += "/" + m.Nick
+		}
+	} else {
+		active = &chatStateOut{}
+	}
+	id := func(part int) string {
+		if m.ID != "" {
+			return bus.NetworkStanzaID(m.ID, part)
+		}
+		return stanzaID(e.ID, part)
+	}
+	decorate := func(s *outMessage) {
+		s.OriginID = &originIDOut{ID: s.ID}
+		if typ == "groupchat" {
+			s.StanzaID = &stanzaIDOut{ID: s.ID, By: room}
+		}
+		if c.o.Features.Markers && typ == "chat" {
+			s.Markable = &markableOut{}
+		}
+	}
+	var out []any
+	if m.Body != "" || m.Subject != nil || len(m.Media) == 0 {
+		first := outMessage{ID: id(0), From: from, To: to, Type: typ, Subject: m.Subject, Body: m.Body, Thread: m.Thread, Active: active}
+		if m.OriginID != "" {
+			// The room's reflection of the user's own message: with
+			// the id their client gave it, which it matches on.
+			first.ID = m.OriginID
+		}
+		decorate(&first)
+		if m.Replace != "" {
+			first.Replace = &replaceOut{ID: m.Replace}
+		}
+		if rt := m.ReplyTo; rt != nil {
+			first.Reply = &replyOut{ID: rt.ID}
+			if q, n := quoted(rt.Quote); n > 0 {
+				first.Body = q + first.Body
+				first.Fallback = []fallbackOut{{For: nsReply, Bodies: []fallbackRangeOut{{Start: 0, End: n}}}}
+			}
+		}
+		out = append(out, first)
+	}
+	for i, md := range m.Media {
+		s := outMessage{ID: id(i + 1), From: from, To: to, Type: typ, Body: md.URL, Thread: m.Thread, OOB: &oobOut{URL: md.URL}}
+		decorate(&s)
+		out = append(out, s)
+	}
+	return out
 }
 
 // errorTextOf is an error's human text with the provider's code appended.

@@ -14,9 +14,9 @@ import (
 // nothing the user wrote is answered feature-not-implemented, naming what
 // the network cannot do — never silently dropped.
 //
-// No adapter declares corrections-by-reference, reactions, retractions or
-// replies yet (issue #13 brings capability declarations): until then every
-// marked fallback is removed, and the features are refused.
+// Every marked fallback is removed, whatever the adapter declares: with a
+// feature declared, what it stood for travels as the feature itself
+// (xep0444.go, xep0424.go, xep0461.go).
 
 const (
 	nsFallback = "urn:xmpp:fallback:0"
@@ -35,20 +35,6 @@ type fallbackIn struct {
 type fallbackRange struct {
 	Start *int `xml:"start,attr"`
 	End   *int `xml:"end,attr"`
-}
-
-type retractIn struct {
-	ID string `xml:"id,attr"`
-}
-
-type reactionsIn struct {
-	ID        string   `xml:"id,attr"`
-	Reactions []string `xml:"reaction"`
-}
-
-type replyIn struct {
-	ID string `xml:"id,attr"`
-	To string `xml:"to,attr"`
 }
 
 // withoutFallback returns body with every range marked as fallback
@@ -103,4 +89,16 @@ func (c *Component) unsupported(m *inMessage) string {
 		return network + " cannot carry this kind of message (" + m.Fallbacks[0].For + ")"
 	}
 	return ""
+}
+
+// fallbackOut marks the part of a body written for clients without a
+// feature (XEP-0428); no range: the whole body.
+type fallbackOut struct {
+	For    string             `xml:"for,attr"`
+	Bodies []fallbackRangeOut `xml:"body,omitempty"`
+}
+
+type fallbackRangeOut struct {
+	Start int `xml:"start,attr"`
+	End   int `xml:"end,attr"`
 }

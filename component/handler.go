@@ -128,6 +128,15 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 	case room:
 		return nil, "", &refusal{"modify", "bad-request", "send messages to a room with type groupchat, after joining it"}
 	}
+	if env, ref := c.event(m, r, contact, msgType, strings.TrimSpace(body) == "" && len(media) == 0 && subject == nil); env != nil || ref != nil {
+		if ref != nil {
+			return nil, "", ref
+		}
+		if m.ID != "" && !env.Kind.Ephemeral() {
+			msgID = "out:" + r.from.String() + "|" + m.ID
+		}
+		return env, msgID, nil
+	}
 	if strings.TrimSpace(body) == "" && len(media) == 0 && subject == nil {
 		if why := c.unsupported(m); why != "" {
 			return nil, "", &refusal{"cancel", "feature-not-implemented", why}
@@ -163,8 +172,15 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 			Subject: subject,
 		},
 	}
-	if m.Replace != nil && m.Replace.ID != "" {
+	f := c.o.Features
+	if m.Replace != nil && m.Replace.ID != "" && f.Corrections {
 		env.Message.Replace = m.Replace.ID
+	}
+	if m.Reply != nil && m.Reply.ID != "" && f.Replies {
+		env.Message.ReplyTo = &bus.ReplyTo{ID: m.Reply.ID, Quote: replyQuote(firstBody(m.Body), m.Fallbacks)}
+	}
+	if m.OriginID != nil && m.OriginID.ID != "" && m.OriginID.ID != stanzaID {
+		env.Message.OriginID = m.OriginID.ID
 	}
 	// Dedup key: the same stanza (a client resending after a reconnect) is
 	// stored once. Without a client id there is nothing to dedup on.
@@ -190,6 +206,13 @@ func (c *Component) outbound(m *inMessage) (env *bus.Envelope, msgID string, ref
 
 func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) error {
 	env, msgID, ref := c.outbound(m)
+	if env != nil && env.Kind.Ephemeral() {
+		// Typing and markers: a hint, published and forgotten.
+		if err := c.o.Bus.PublishEphemeral(bus.EphemeralOutSubject(c.o.Name), env); err != nil {
+			c.log.Debug("ephemeral event dropped", "kind", env.Kind, "err", err)
+		}
+		return nil
+	}
 	switch {
 	case ref != nil:
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
@@ -263,7 +286,7 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 	if dup {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
 	} else {
-		c.queued.add(env.User, env.Message.ID, time.Now())
+		c.queued.add(env.User, outRef(env), time.Now())
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Queued)
 	}
 	return nil
@@ -323,15 +346,19 @@ func (c *Component) onIQ(ctx context.Context, w encoder, iq *inIQ) error {
 	}
 	toContact := r.to.Localpart() != ""
 	p := iq.Payload.XMLName
+	isDisco := iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query"
+	node := iq.Payload.Node
 	switch {
-	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && iq.Payload.Node == "" &&
-		toContact && r.to.Resourcepart() == "" && c.isRoom(unescapeLocal(r.to.Localpart())):
-		reply.Payload = discoInfo{
-			Identities: []identity{{Category: "conference", Type: "text", Name: unescapeLocal(r.to.Localpart())}},
-			Features:   []feature{{nsDiscoInfo}, {nsMUC}, {"muc_public"}, {"muc_open"}, {"muc_nonanonymous"}, {"muc_unsecured"}, {"muc_persistent"}},
-		}
-	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && iq.Payload.Node == "":
-		reply.Payload = c.discoInfo(toContact)
+	case isDisco && node == "" && toContact && r.to.Resourcepart() == "" && c.isRoom(unescapeLocal(r.to.Localpart())):
+		reply.Payload = c.infoFor(entRoom, unescapeLocal(r.to.Localpart()))
+	case isDisco && toContact && (node == "" || c.capsNodeMatches(node, entContact)):
+		info := c.infoFor(entContact, "")
+		info.Node = node
+		reply.Payload = info
+	case isDisco && (node == "" || c.capsNodeMatches(node, entGateway)):
+		info := c.infoFor(entGateway, "")
+		info.Node = node
+		reply.Payload = info
 	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && iq.Payload.Node == "":
 		reply.Payload = discoItems{}
 	case iq.Type == "get" && p.Space == nsPing && p.Local == "ping":
@@ -357,34 +384,6 @@ func (c *Component) onIQ(ctx context.Context, w encoder, iq *inIQ) error {
 	return w.Encode(reply)
 }
 
-func (c *Component) discoInfo(contact bool) discoInfo {
-	info := discoInfo{Features: []feature{{nsDiscoInfo}}}
-	if contact {
-		info.Identities = []identity{{Category: "client", Type: c.o.ContactType}}
-	} else {
-		info.Identities = []identity{{Category: "gateway", Type: c.o.IdentityType, Name: c.o.IdentityName}}
-		info.Features = append(info.Features, feature{nsDiscoItems}, feature{nsPing})
-		if c.o.Registrar != nil {
-			info.Features = append(info.Features, feature{nsRegister}, feature{nsCommands})
-		}
-		if c.o.Translator != nil {
-			info.Features = append(info.Features, feature{nsGateway})
-		}
-		if c.o.IsRoom != nil {
-			// Rooms are reachable as a XEP-0045 service on this domain.
-			info.Identities = append(info.Identities, identity{Category: "conference", Type: c.o.IdentityType, Name: c.o.IdentityName})
-			info.Features = append(info.Features, feature{nsMUC})
-		}
-	}
-	if c.o.Receipts {
-		info.Features = append(info.Features, feature{nsReceipts})
-	}
-	if c.o.Media {
-		info.Features = append(info.Features, feature{nsOOB})
-	}
-	return info
-}
-
 // onPresence approves subscriptions to the gateway and its contacts and says
 // they are available (XEP-0100 §4.1.3): networks like SMS have no presence,
 // and a contact shown offline makes some clients refuse to send.
@@ -403,17 +402,21 @@ func (c *Component) onPresence(ctx context.Context, w encoder, p *inPresence) er
 		return nil
 	}
 	self := r.to.Bare().String()
+	caps := c.caps(entGateway)
+	if r.to.Localpart() != "" {
+		caps = c.caps(entContact)
+	}
 	switch p.Type {
 	case "subscribe":
 		if err := w.Encode(outPresence{From: self, To: r.from.Bare().String(), Type: "subscribed"}); err != nil {
 			return err
 		}
-		return w.Encode(outPresence{From: self, To: r.from.Bare().String()})
+		return w.Encode(outPresence{From: self, To: r.from.Bare().String(), Caps: caps})
 	case "probe", "":
 		if p.Type == "" && r.to.Localpart() != "" {
 			return nil // directed available presence to a contact: nothing to say
 		}
-		return w.Encode(outPresence{From: self, To: r.from.String()})
+		return w.Encode(outPresence{From: self, To: r.from.String(), Caps: caps})
 	case "unsubscribe":
 		return w.Encode(outPresence{From: self, To: r.from.Bare().String(), Type: "unsubscribed"})
 	}

@@ -97,7 +97,7 @@ func (c *Component) onRegister(ctx context.Context, w encoder, iq *inIQ, r route
 		if err := w.Encode(outPresence{From: self, To: user, Type: "subscribe"}); err != nil {
 			return err
 		}
-		return w.Encode(outPresence{From: self, To: user})
+		return w.Encode(outPresence{From: self, To: user, Caps: c.caps(entGateway)})
 	}
 }
 

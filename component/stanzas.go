@@ -40,10 +40,19 @@ type inMessage struct {
 	Reactions *reactionsIn `xml:"urn:xmpp:reactions:0 reactions"`
 	Reply     *replyIn     `xml:"urn:xmpp:reply:0 reply"`
 	Replace   *replaceIn   `xml:"urn:xmpp:message-correct:0 replace"`
+	OriginID  *originIDIn  `xml:"urn:xmpp:sid:0 origin-id"`
+	// XEP-0085 chat states (xep0085.go).
+	Composing *struct{} `xml:"http://jabber.org/protocol/chatstates composing"`
+	Paused    *struct{} `xml:"http://jabber.org/protocol/chatstates paused"`
+	Active    *struct{} `xml:"http://jabber.org/protocol/chatstates active"`
+	Gone      *struct{} `xml:"http://jabber.org/protocol/chatstates gone"`
+	// XEP-0333 chat markers (xep0333.go).
+	MarkReceived     *markerIn `xml:"urn:xmpp:chat-markers:0 received"`
+	MarkDisplayed    *markerIn `xml:"urn:xmpp:chat-markers:0 displayed"`
+	MarkAcknowledged *markerIn `xml:"urn:xmpp:chat-markers:0 acknowledged"`
 }
 
-// replaceIn is a XEP-0308 correction of the sender's message with ID.
-type replaceIn struct {
+type originIDIn struct {
 	ID string `xml:"id,attr"`
 }
 
@@ -115,6 +124,16 @@ type outMessage struct {
 	Active   *chatStateOut `xml:"http://jabber.org/protocol/chatstates active,omitempty"`
 	OriginID *originIDOut  `xml:"urn:xmpp:sid:0 origin-id,omitempty"`
 	Reply    *replyOut     `xml:"urn:xmpp:reply:0 reply,omitempty"`
+	// Conversation features (the XEP files).
+	Replace   *replaceOut   `xml:"urn:xmpp:message-correct:0 replace,omitempty"`
+	Reactions *reactionsOut `xml:"urn:xmpp:reactions:0 reactions,omitempty"`
+	Retract   *retractOut   `xml:"urn:xmpp:message-retract:1 retract,omitempty"`
+	Fallback  []fallbackOut `xml:"urn:xmpp:fallback:0 fallback,omitempty"`
+	State     *elementOut   `xml:",omitempty"` // a chat state
+	Marker    *markerOut    `xml:",omitempty"` // a chat marker
+	Markable  *markableOut  `xml:"urn:xmpp:chat-markers:0 markable,omitempty"`
+	NoStore   *noStoreHint  `xml:"urn:xmpp:hints no-store,omitempty"`
+	StanzaID  *stanzaIDOut  `xml:"urn:xmpp:sid:0 stanza-id,omitempty"`
 	Notice   *noticeOut    `xml:"urn:xmppgw:notice:0 notice,omitempty"`
 	Store    *storeHint    `xml:"urn:xmpp:hints store,omitempty"`
 	Error    *stanzaError  `xml:"error,omitempty"`
@@ -122,10 +141,6 @@ type outMessage struct {
 
 type oobOut struct {
 	URL string `xml:"url"`
-}
-
-type originIDOut struct {
-	ID string `xml:"id,attr"`
 }
 
 type receiptOut struct {
@@ -212,6 +227,7 @@ type outPresence struct {
 	Type    string       `xml:"type,attr,omitempty"`
 	Status  string       `xml:"status,omitempty"`
 	MUC     *mucUser     `xml:"http://jabber.org/protocol/muc#user x,omitempty"`
+	Caps    *capsOut     `xml:"http://jabber.org/protocol/caps c,omitempty"`
 	Error   *stanzaError `xml:"error,omitempty"`
 }
 

@@ -72,6 +72,11 @@ type Bus struct {
 	// SyncAlways makes the embedded server fsync every write before
 	// acknowledging it, so a power loss cannot take acknowledged messages.
 	SyncAlways bool `koanf:"sync_always"`
+	// IDMapTTL is how long the gateway remembers which network message
+	// each XMPP message became (bucket xmppgw_ids): corrections,
+	// reactions, retractions and replies of older messages are refused as
+	// too old. Default 720h (30 days).
+	IDMapTTL time.Duration `koanf:"idmap_ttl"`
 }
 
 // HTTP configures the HTTP listener (webhooks, metrics).
@@ -173,7 +178,7 @@ func defaults() map[string]any {
 	return map[string]any{
 		"role": RoleAll,
 		"xmpp": map[string]any{"server": "127.0.0.1:5347"},
-		"bus":  map[string]any{"data_dir": "./data", "replicas": 1, "sync_always": true},
+		"bus":  map[string]any{"data_dir": "./data", "replicas": 1, "sync_always": true, "idmap_ttl": "720h"},
 		"log":  map[string]any{"level": "info", "format": "text"},
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	kyaml "github.com/knadh/koanf/parsers/yaml"
 	"github.com/spf13/pflag"
@@ -230,7 +231,7 @@ func TestLoadLayers(t *testing.T) {
 			name: "default bus",
 			in:   input{yaml: minimalYAML},
 			get:  func(c *config.Config) any { return c.Bus },
-			want: config.Bus{DataDir: "./data", Replicas: 1, SyncAlways: true},
+			want: config.Bus{DataDir: "./data", Replicas: 1, SyncAlways: true, IDMapTTL: 720 * time.Hour},
 		},
 		{
 			name: "default log",

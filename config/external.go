@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 )
 
 // ExternalAdapter is the adapter ID of a gateway whose adapter runs as its own
@@ -33,7 +35,15 @@ type External struct {
 	// a contact address that starts with one of RoomPrefixes is a room.
 	Rooms        bool     `koanf:"rooms"`
 	RoomPrefixes []string `koanf:"room_prefixes"`
+	// Features are the conversation features the adapter carries (an
+	// in-process adapter declares them by its interfaces): any of
+	// corrections, replies, reactions, retractions, markers, typing. The
+	// component advertises and sends the adapter exactly these.
+	Features []string `koanf:"features"`
 }
+
+// ExternalFeatures are the names Features may hold (gateways.FeatureNames).
+var ExternalFeatures = []string{"corrections", "replies", "reactions", "retractions", "markers", "typing"}
 
 // identityType is a disco identity type as the registrar spells them.
 var identityType = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]*$`)
@@ -54,6 +64,11 @@ func (e *External) Validate() error {
 		errs = append(errs, errors.New(`room_prefixes: required with rooms: true (how room addresses start, e.g. ["#"])`))
 	case !e.Rooms && len(e.RoomPrefixes) > 0:
 		errs = append(errs, errors.New("room_prefixes: only used with rooms: true"))
+	}
+	for i, f := range e.Features {
+		if !slices.Contains(ExternalFeatures, f) {
+			errs = append(errs, fmt.Errorf("features.%d: unknown feature %q (known: %s)", i, f, strings.Join(ExternalFeatures, ", ")))
+		}
 	}
 	for i, p := range e.RoomPrefixes {
 		if p == "" {

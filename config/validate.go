@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // gatewayName keeps names safe as NATS subject tokens, metric labels and URL
@@ -92,6 +93,9 @@ func validate(c *Config, names []string, errs *errList) {
 }
 
 func validateBus(b Bus, errs *errList) {
+	if b.IDMapTTL < time.Hour {
+		errs.add("bus.idmap_ttl", fmt.Sprintf("%v is too short: at least 1h (default 720h); corrections and reactions of messages older than this are refused", b.IDMapTTL))
+	}
 	if b.Replicas < 1 || b.Replicas > 5 {
 		errs.add("bus.replicas", fmt.Sprintf("%d is out of range 1..5", b.Replicas))
 	}

@@ -436,6 +436,12 @@ func (r *Runner) handle(ctx context.Context, j job) {
 			j := Join{User: e.User, Room: e.Contact, Nick: p.Nick, Attempt: attempt}
 			send = func(ctx context.Context) error { return ra.Join(ctx, j) }
 		}
+	case bus.KindError:
+		// The component's answer to an event of ours it could not take
+		// (bus.ErrUnknownKind on its side): nothing to send.
+		r.log.Warn("the component refused an event this adapter published", "ref", e.Error.Ref, "condition", e.Error.Condition, "text", e.Error.Text)
+		_ = msg.Ack()
+		return
 	default:
 		r.log.Warn("unexpected envelope kind on outbound subject", "kind", e.Kind, "id", e.ID)
 		_ = msg.Term()

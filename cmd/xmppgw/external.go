@@ -36,8 +36,9 @@ type external struct {
 	cons bus.ConsumerConfig
 	log  *slog.Logger
 	// info stands in for what an in-process adapter registers.
-	info   gateways.Info
-	isRoom func(string) bool // nil without rooms
+	info     gateways.Info
+	isRoom   func(string) bool // nil without rooms
+	features gateways.Features
 }
 
 const (
@@ -73,6 +74,9 @@ func newExternal(ctx context.Context, b *bus.Bus, name string, g config.Gateway,
 				Rooms:    c.Rooms,
 			},
 		},
+	}
+	for _, f := range c.Features {
+		e.features.Set(f) // validated by config
 	}
 	if c.Rooms {
 		prefixes := c.RoomPrefixes

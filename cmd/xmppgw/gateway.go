@@ -51,6 +51,7 @@ func runGateway(ctx context.Context, cfg *config.Config, log *slog.Logger) error
 		Listen:          cfg.Bus.Listen,
 		Replicas:        cfg.Bus.Replicas,
 		SyncAlways:      cfg.Bus.SyncAlways,
+		IDsTTL:          cfg.Bus.IDMapTTL,
 		Logger:          log.With("component", "bus"),
 	})
 	if err != nil {
@@ -217,8 +218,13 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 		if ra, ok := adapter.(gateways.RoomAdapter); ok && info.Capabilities.Rooms {
 			isRoom = ra.IsRoom
 		}
+		var features gateways.Features
+		if adapter != nil {
+			features = gateways.FeaturesOf(adapter)
+		}
 		if ext != nil {
 			isRoom = ext.isRoom
+			features = ext.features
 		}
 		var webhooks http.Handler
 		if hp, ok := adapter.(gateways.HTTPProvider); ok && run.ingress {
@@ -253,6 +259,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			Receipts:       info.Capabilities.Receipts,
 			Media:          info.Capabilities.Media,
 			IsRoom:         isRoom,
+			Features:       component.Features(features),
 			Registrar:      registrar,
 			Translator:     translator,
 			QuotaMessages:  g.Quota.Messages,

@@ -110,7 +110,7 @@ func testEcho(t *testing.T, srv *xmpptest.Server) {
 
 	t.Run("not network messages", func(t *testing.T) {
 		before := g.metric(t, `xmppgw_messages_total{direction="out",gateway="sandbox",result="ignored"}`)
-		alice.SendRaw(t, `<message to='`+contact+`' type='chat' id='cs-1'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>`)
+		alice.SendRaw(t, `<message to='`+contact+`' type='chat' id='cs-1'><inactive xmlns='http://jabber.org/protocol/chatstates'/></message>`)
 		alice.SendRaw(t, `<message to='`+contact+`' type='chat' id='empty-1'><body>  </body></message>`)
 		alice.SendRaw(t, `<message to='`+contact+`' id='rc-1'><received xmlns='urn:xmpp:receipts' id='x'/></message>`)
 		// An error stanza must not be answered (no loops).
