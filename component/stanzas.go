@@ -134,9 +134,9 @@ type outMessage struct {
 	Markable  *markableOut  `xml:"urn:xmpp:chat-markers:0 markable,omitempty"`
 	NoStore   *noStoreHint  `xml:"urn:xmpp:hints no-store,omitempty"`
 	StanzaID  *stanzaIDOut  `xml:"urn:xmpp:sid:0 stanza-id,omitempty"`
-	Notice   *noticeOut    `xml:"urn:xmppgw:notice:0 notice,omitempty"`
-	Store    *storeHint    `xml:"urn:xmpp:hints store,omitempty"`
-	Error    *stanzaError  `xml:"error,omitempty"`
+	Notice    *noticeOut    `xml:"urn:xmppgw:notice:0 notice,omitempty"`
+	Store     *storeHint    `xml:"urn:xmpp:hints store,omitempty"`
+	Error     *stanzaError  `xml:"error,omitempty"`
 }
 
 type oobOut struct {
