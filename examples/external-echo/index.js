@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 // An xmppgw adapter written in JavaScript, running as its own process: it
-// answers every message with "echo: <body>" from the same contact, the way
-// the built-in sandbox adapter does, but over the bus contract of
-// docs/bus.md, so it is the model for an adapter in any language.
+// answers every message with "echo: <body>" from the same contact, and every
+// reaction with the same reaction set on the same message, the way the
+// built-in sandbox adapter does, but over the bus contract of docs/bus.md,
+// so it is the model for an adapter in any language. It declares reactions
+// (xmppgw's gateways.<name>.external.features: [reactions]); any other kind
+// it does not know is answered feature-not-implemented, never dropped.
 //
 // Environment:
 //   NATS_URL    NATS server(s), comma-separated (default nats://127.0.0.1:4222):
@@ -27,7 +30,11 @@ const STREAM_OUT = "XMPPGW_OUT";
 const OUT_SUBJECT = `xmppgw.${GATEWAY}.out`;
 const IN_SUBJECT = `xmppgw.${GATEWAY}.in`;
 const DURABLE = `adapter_${GATEWAY}`; // created by xmppgw; we only bind to it
-const KINDS = ["message", "status", "error", "presence"];
+// The kinds of the contract: an envelope of any other kind (from a newer
+// xmppgw) is answered feature-not-implemented.
+const KINDS = ["message", "status", "error", "presence", "reaction", "retraction", "marker", "typing"];
+// What this adapter carries to its network.
+const HANDLED = ["message", "presence", "reaction"];
 
 // Retry policy for a message we could not handle (the bus refused a
 // publish): nak with an exponential delay, give up after MAX_ATTEMPTS.
@@ -56,12 +63,13 @@ function validate(e) {
   if (e === null || typeof e !== "object" || Array.isArray(e)) return "not a JSON object";
   if (!Number.isInteger(e.v) || e.v < 1) return 'missing version "v"';
   if (e.v > VERSION) return `version ${e.v} is newer than supported version ${VERSION}`;
-  if (!KINDS.includes(e.kind)) return `unknown kind ${JSON.stringify(e.kind)}`;
+  if (typeof e.kind !== "string" || e.kind === "") return 'missing "kind"';
   for (const f of ["id", "gateway", "user"]) {
     if (typeof e[f] !== "string" || e[f] === "") return `missing "${f}"`;
   }
   if (e.gateway !== GATEWAY) return `gateway ${JSON.stringify(e.gateway)} is not ${JSON.stringify(GATEWAY)}`;
   if (e.kind !== "message" && (typeof e.contact !== "string" || e.contact === "")) return 'missing "contact"';
+  if (!KINDS.includes(e.kind)) return null; // answered, not validated (see settle)
   const payloads = KINDS.filter((k) => e[k] !== undefined && e[k] !== null);
   if (payloads.length !== 1 || payloads[0] !== e.kind) return `kind ${JSON.stringify(e.kind)} needs exactly the object "${e.kind}"`;
   if (typeof e[e.kind] !== "object") return `"${e.kind}" is not an object`;
@@ -94,6 +102,17 @@ class Refused extends Error {
 // the network answers. It throws Refused when retrying cannot help, any
 // other error when it can.
 async function handle(js, e) {
+  if (e.kind === "reaction") {
+    // The contact reacts with the same set on the same message. Ids on
+    // both subjects are the ones the XMPP user's client knows, so no
+    // mapping is needed for an echo. Nats-Msg-Id from the envelope id: a
+    // redelivery is stored once.
+    const r = e.reaction;
+    const back = envelope("reaction", bare(e.user), e.contact, { id: r.id, emoji: r.emoji || [] });
+    const ack = await js.publish(IN_SUBJECT, jc.encode(back), { msgID: `in:rx-${e.id}` });
+    log("INFO", "reacted", { id: e.id, contact: e.contact, emoji: (r.emoji || []).join(""), duplicate: ack.duplicate });
+    return;
+  }
   if (e.kind === "presence") {
     throw new Refused("feature-not-implemented", "cancel", "this network has no rooms");
   }
@@ -130,7 +149,11 @@ async function refuse(js, msg, e, r) {
       error: { condition: r.condition, type: r.type, text: r.message },
     });
   } else {
-    env = envelope("error", e.user, e.contact, { ref: e.message.id, condition: r.condition, type: r.type, text: r.message });
+    // The stanza id of what the user sent: a message's id, a reaction's
+    // or retraction's stanza_id; unknown for kinds we do not know.
+    const p = e[e.kind] || {};
+    const ref = e.kind === "message" ? p.id : p.stanza_id;
+    env = envelope("error", e.user, e.contact, { ...(ref ? { ref } : {}), condition: r.condition, type: r.type, text: r.message });
   }
   try {
     await js.publish(IN_SUBJECT, jc.encode(env), { msgID: `err:${e.id}` });
@@ -167,9 +190,17 @@ async function settle(js, msg) {
     msg.term(bad);
     return;
   }
-  if (e.kind !== "message" && e.kind !== "presence") {
-    log("WARN", "unexpected envelope kind on the outbound subject", { id: e.id, kind: e.kind });
-    msg.term();
+  if (e.kind === "error") {
+    // xmppgw's answer to an event of ours it could not take.
+    log("WARN", "xmppgw refused an event we published", { ref: e.error.ref, condition: e.error.condition, text: e.error.text });
+    msg.ack();
+    return;
+  }
+  if (!HANDLED.includes(e.kind)) {
+    // A kind this adapter does not carry (or does not know, from a newer
+    // xmppgw): the sender is told, not left waiting.
+    await refuse(js, msg, e, new Refused("feature-not-implemented", "cancel",
+      `the echo network cannot carry ${JSON.stringify(e.kind)} events`));
     return;
   }
   const attempt = msg.info.deliveryCount;

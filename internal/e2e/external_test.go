@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -164,6 +165,9 @@ gateways:
       contact_type: sms
       name: Echo (Node.js)
       receipts: true
+      # The example carries reactions; retractions stand for a feature a
+      # newer configuration declares before the worker is upgraded.
+      features: [reactions, retractions]
 `, componentAddr, natsAddr, extDomain)
 }
 
@@ -234,6 +238,28 @@ func TestExternalAdapterNode(t *testing.T) {
 		}
 		if !strings.Contains(s.ErrorText, "E.164") || bare(s.From) != "12345@"+extDomain {
 			t.Errorf("error text %q from %q: want an E.164 hint from the contact", s.ErrorText, s.From)
+		}
+	})
+
+	t.Run("reactions", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+extContact+`' type='chat' id='ext-m1'><body>react to me</body></message>`)
+		echoFrom(t, "react to me")
+		alice.SendRaw(t, `<message to='`+extContact+`' type='chat' id='ext-r1'><reactions id='ext-m1' xmlns='urn:xmpp:reactions:0'><reaction>👍</reaction><reaction>🐢</reaction></reactions></message>`)
+		got := waitConv(t, alice, extContact, func(m conv) bool { return m.Reactions != nil && m.Reactions.ID == "ext-m1" })
+		if !sameSet(got.Reactions.Reactions, []string{"👍", "🐢"}) {
+			t.Errorf("the Node adapter reacted %v, want the same set", got.Reactions.Reactions)
+		}
+		features := discoFeatures(t, alice, extContact)
+		if !slices.Contains(features, "urn:xmpp:reactions:0") || slices.Contains(features, "urn:xmpp:message-correct:0") {
+			t.Errorf("disco#info of an external contact: %v; want exactly the configured features", features)
+		}
+	})
+
+	t.Run("a kind the worker does not carry is answered", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+extContact+`' type='chat' id='ext-x1'><retract id='ext-m1' xmlns='urn:xmpp:message-retract:1'/></message>`)
+		s := errorFor(t, alice, "ext-x1")
+		if s.ErrorCondition != "feature-not-implemented" || !strings.Contains(s.ErrorText, "retraction") {
+			t.Errorf("error %s %q, want feature-not-implemented naming the kind", s.ErrorCondition, s.ErrorText)
 		}
 	})
 
