@@ -33,6 +33,12 @@ type event struct {
 	in  *gateways.Inbound
 	occ *gateways.Occupant
 	st  *gateways.Status
+	// The adapter declares no features beyond messages, so these are
+	// recorded only to be seen if it ever hands them over.
+	react   *gateways.InboundReaction
+	retract *gateways.InboundRetraction
+	marker  *gateways.InboundMarker
+	typing  *gateways.InboundTyping
 }
 
 func (e event) String() string {
@@ -48,6 +54,14 @@ func (e event) String() string {
 		return fmt.Sprintf("occupant room=%q user=%q nick=%q left=%v newnick=%q self=%v role=%q status=%q", o.Room, o.User, o.Nick, o.Left, o.NewNick, o.Self, o.Role, o.Status)
 	case e.st != nil:
 		return fmt.Sprintf("report %+v", *e.st)
+	case e.react != nil:
+		return fmt.Sprintf("reaction %+v", *e.react)
+	case e.retract != nil:
+		return fmt.Sprintf("retraction %+v", *e.retract)
+	case e.marker != nil:
+		return fmt.Sprintf("marker %+v", *e.marker)
+	case e.typing != nil:
+		return fmt.Sprintf("typing %+v", *e.typing)
 	}
 	return "empty event"
 }
@@ -82,6 +96,31 @@ func (h *recordingHost) Report(_ context.Context, s gateways.Status) error {
 func (h *recordingHost) Occupant(_ context.Context, o gateways.Occupant) error {
 	h.add(event{occ: &o})
 	return nil
+}
+
+func (h *recordingHost) React(_ context.Context, r gateways.InboundReaction) error {
+	h.add(event{react: &r})
+	return nil
+}
+
+func (h *recordingHost) Retract(_ context.Context, r gateways.InboundRetraction) error {
+	h.add(event{retract: &r})
+	return nil
+}
+
+func (h *recordingHost) Mark(_ context.Context, m gateways.InboundMarker) error {
+	h.add(event{marker: &m})
+	return nil
+}
+
+func (h *recordingHost) Type(_ context.Context, t gateways.InboundTyping) error {
+	h.add(event{typing: &t})
+	return nil
+}
+
+// Recent: the adapter never asks the runner to remember text.
+func (h *recordingHost) Recent(context.Context, string, string) ([]gateways.RecentMessage, error) {
+	return nil, nil
 }
 
 // all returns the events so far.
@@ -286,7 +325,7 @@ func send(t *testing.T, a gateways.Adapter, m gateways.Outbound) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	if err := a.Send(ctx, m); err != nil {
+	if _, err := a.Send(ctx, m); err != nil {
 		t.Fatalf("Send(%+v): %v", m, err)
 	}
 }

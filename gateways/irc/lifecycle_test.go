@@ -62,14 +62,14 @@ func TestLifecycle(t *testing.T) {
 		bob.Wait(t, wait, privmsg("alice", "bob", "before stop"))
 		// A long message still going out when Stop comes.
 		go func() {
-			_ = f.a.Send(context.Background(), gateways.Outbound{ID: "long", From: aliceR, To: "bob", Body: longBody(5000), Attempt: 1})
+			_, _ = f.a.Send(context.Background(), gateways.Outbound{ID: "long", From: aliceR, To: "bob", Body: longBody(5000), Attempt: 1})
 		}()
 		stop(t, f.a)
 		bob.Wait(t, wait, func(l irctest.Line) bool {
 			return l.Command == "QUIT" && l.Nick() == "alice" && strings.Contains(l.Text(), "Gateway shutting down")
 		})
 		checkNoGoroutines(t)
-		err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "after stop", Attempt: 1})
+		_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "after stop", Attempt: 1})
 		if !errors.Is(err, gateways.ErrNotConnected) {
 			t.Errorf("Send after Stop = %v, want ErrNotConnected", err)
 		}
@@ -82,7 +82,7 @@ func TestLifecycle(t *testing.T) {
 		if err := f.a.Start(context.Background(), f.host); err != nil {
 			t.Fatalf("Start = %v; users connect in the background", err)
 		}
-		err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
+		_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
 		if !errors.Is(err, gateways.ErrNotConnected) || errors.Is(err, gateways.ErrPermanent) {
 			t.Errorf("Send = %v, want a retryable ErrNotConnected", err)
 		}
@@ -132,7 +132,7 @@ func TestMaxConnections(t *testing.T) {
 	if _, err := f.chooser().RegisterAs(context.Background(), bobJID, "bobby"); err != nil {
 		t.Fatal(err)
 	}
-	err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: bobJID + "/r", To: "alice", Body: "hi", Attempt: 1})
+	_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: bobJID + "/r", To: "alice", Body: "hi", Attempt: 1})
 	if condition(err) != gateways.ResourceConstraint || !errors.Is(err, gateways.ErrPermanent) {
 		t.Errorf("Send past max_connections = %v, want a permanent resource-constraint", err)
 	}

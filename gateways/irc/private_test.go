@@ -87,7 +87,7 @@ func TestPrivateMessages(t *testing.T) {
 
 	t.Run("malformed nick", func(t *testing.T) {
 		for _, to := range []string{"two words", "a,b", "", "$mask", "*"} {
-			err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: to, Body: "x", Attempt: 1})
+			_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: to, Body: "x", Attempt: 1})
 			if condition(err) != gateways.JIDMalformed {
 				t.Errorf("Send to %q = %v, want jid-malformed", to, err)
 			}
@@ -95,7 +95,7 @@ func TestPrivateMessages(t *testing.T) {
 	})
 
 	t.Run("chat to a channel", func(t *testing.T) {
-		err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "#room", Body: "x", Attempt: 1})
+		_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "#room", Body: "x", Attempt: 1})
 		if condition(err) != gateways.NotAcceptable {
 			t.Errorf("Send = %v, want not-acceptable", err)
 		}
@@ -106,7 +106,7 @@ func TestSendUnregistered(t *testing.T) {
 	t.Parallel()
 	srv := irctest.Start(t, irctest.Options{})
 	f := started(t, srv)
-	err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: "stranger@localhost/r", To: "bob", Body: "hi", Attempt: 1})
+	_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: "stranger@localhost/r", To: "bob", Body: "hi", Attempt: 1})
 	var ge *gateways.Error
 	if !errorsAs(err, &ge) || !ge.Permanent || ge.Condition != gateways.RegistrationRequired || !strings.Contains(ge.Text, "register with "+domain) {
 		t.Fatalf("Send = %v; want a permanent registration-required error naming %s", err, domain)

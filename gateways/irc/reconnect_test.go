@@ -34,7 +34,7 @@ func TestServerRestart(t *testing.T) {
 		{ID: "down-1", From: aliceR, To: "bob", Body: "anyone?", Attempt: 1},
 		{ID: "down-2", From: aliceR, To: "#room", Body: "anyone?", Groupchat: true, Attempt: 1},
 	} {
-		err := f.a.Send(context.Background(), m)
+		_, err := f.a.Send(context.Background(), m)
 		if !errors.Is(err, gateways.ErrNotConnected) || errors.Is(err, gateways.ErrPermanent) {
 			t.Errorf("Send to %s while down = %v; want a retryable ErrNotConnected", m.To, err)
 		}

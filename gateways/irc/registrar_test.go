@@ -142,7 +142,7 @@ func TestRegistration(t *testing.T) {
 		bob.Wait(t, wait, func(l irctest.Line) bool {
 			return l.Command == "QUIT" && l.Nick() == "alice2" && strings.Contains(l.Text(), "Unregistered")
 		})
-		err = f.a.Send(ctx, gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
+		_, err = f.a.Send(ctx, gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
 		if condition(err) != gateways.RegistrationRequired {
 			t.Errorf("Send after unregistering = %v, want registration-required", err)
 		}
@@ -200,7 +200,7 @@ func TestNickRefusedByServer(t *testing.T) {
 	}
 	f.start(t)
 	f.host.waitFrom(t, 0, "the notice", notice("refuses the nick alice_is_long"))
-	err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
+	_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
 	if condition(err) != gateways.NotAcceptable || !errors.Is(err, gateways.ErrPermanent) {
 		t.Fatalf("Send = %v, want a permanent not-acceptable", err)
 	}
@@ -250,7 +250,7 @@ func TestServerPassword(t *testing.T) {
 		var logs syncBuffer
 		f := setupLogged(t, srv, cfg, map[string]string{alice: "alice"}, &logs)
 		f.start(t)
-		err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
+		_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
 		if !errors.Is(err, gateways.ErrNotConnected) || errors.Is(err, gateways.ErrPermanent) {
 			t.Errorf("Send = %v, want a retryable ErrNotConnected", err)
 		}

@@ -211,7 +211,7 @@ func TestRooms(t *testing.T) {
 		if len(got) != 1 || got[0].occ == nil || !got[0].occ.Self || !got[0].occ.Left || got[0].occ.Nick != "alice" || got[0].occ.Status != "see you" {
 			t.Errorf("leave: %v, want alice's own unavailable occupant", got)
 		}
-		err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "#room", Body: "hello?", Groupchat: true, Attempt: 1})
+		_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "#room", Body: "hello?", Groupchat: true, Attempt: 1})
 		if condition(err) != gateways.NotAcceptable {
 			t.Errorf("Send after leaving = %v, want not-acceptable", err)
 		}

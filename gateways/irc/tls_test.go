@@ -114,7 +114,7 @@ func TestTLSUntrusted(t *testing.T) {
 			f := setupLogged(t, srv, cfg, map[string]string{alice: "alice"}, &logs)
 			f.start(t) // returns once the first attempt failed
 
-			err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
+			_, err := f.a.Send(context.Background(), gateways.Outbound{ID: "x", From: aliceR, To: "bob", Body: "hi", Attempt: 1})
 			if !errors.Is(err, gateways.ErrNotConnected) || errors.Is(err, gateways.ErrPermanent) {
 				t.Errorf("Send = %v, want a retryable ErrNotConnected", err)
 			}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/gatewaytest"
 	"github.com/xmppgw/xmppgw/gateways/sandbox"
 	"github.com/xmppgw/xmppgw/internal/bustest"
 )
@@ -24,14 +25,19 @@ const (
 	contact = "+15551234567"
 )
 
-// recordingHost is the gateway side, recording what the adapter hands it.
+// recordingHost is the gateway side, recording what the adapter hands it,
+// with errors to answer Deliver and Report with (gatewaytest.Host, which the
+// feature tests use, has none).
 type recordingHost struct {
 	deliverErr, reportErr error
 
 	mu        sync.Mutex
 	delivered []gateways.Inbound
 	reports   []gateways.Status
+	others    []any // reactions, retractions, markers, typing
 }
+
+var _ gateways.Host = (*recordingHost)(nil)
 
 func (h *recordingHost) Deliver(_ context.Context, m gateways.Inbound) error {
 	h.mu.Lock()
@@ -50,6 +56,36 @@ func (h *recordingHost) Report(_ context.Context, s gateways.Status) error {
 	defer h.mu.Unlock()
 	h.reports = append(h.reports, s)
 	return h.reportErr
+}
+
+func (h *recordingHost) other(v any) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.others = append(h.others, v)
+	return nil
+}
+
+func (h *recordingHost) React(_ context.Context, r gateways.InboundReaction) error {
+	return h.other(r)
+}
+
+func (h *recordingHost) Retract(_ context.Context, r gateways.InboundRetraction) error {
+	return h.other(r)
+}
+
+func (h *recordingHost) Mark(_ context.Context, m gateways.InboundMarker) error { return h.other(m) }
+
+func (h *recordingHost) Type(_ context.Context, t gateways.InboundTyping) error { return h.other(t) }
+
+// Recent: the sandbox never asks the runner to remember text.
+func (h *recordingHost) Recent(context.Context, string, string) ([]gateways.RecentMessage, error) {
+	return nil, nil
+}
+
+func (h *recordingHost) gotOthers() []any {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.others)
 }
 
 func (h *recordingHost) got() ([]gateways.Inbound, []gateways.Status) {
@@ -95,7 +131,8 @@ func TestSendEchoes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := &recordingHost{}
 			a := started(t, h)
-			if err := a.Send(t.Context(), tt.out); err != nil {
+			sent, err := a.Send(t.Context(), tt.out)
+			if err != nil {
 				t.Fatalf("Send: %v", err)
 			}
 			delivered, reports := h.got()
@@ -113,6 +150,16 @@ func TestSendEchoes(t *testing.T) {
 			}
 			if !strings.HasPrefix(d.ProviderID, "SB") || len(d.ProviderID) < 10 {
 				t.Errorf("reply ProviderID = %q, want a stable sandbox id", d.ProviderID)
+			}
+			// The user's message is SBM<h>, its echo SB<h>.
+			if sum := strings.TrimPrefix(d.ProviderID, "SB"); !slices.Equal(sent.IDs, []string{"SBM" + sum}) || sent.Text != "" {
+				t.Errorf("Send = %+v, want IDs [SBM%s] (the echo's hash) and no text to remember", sent, sum)
+			}
+			if d.Replace != "" || d.ReplyTo != "" || d.ReplyQuote != "" {
+				t.Errorf("echo of a plain message: replace %q reply to %q quote %q, want none", d.Replace, d.ReplyTo, d.ReplyQuote)
+			}
+			if o := h.gotOthers(); len(o) != 0 {
+				t.Errorf("a plain Send handed the host %+v", o)
 			}
 
 			if !tt.out.Receipt {
@@ -136,7 +183,7 @@ func TestReplyIDIsStable(t *testing.T) {
 	a := started(t, h)
 	send := func(out gateways.Outbound) string {
 		t.Helper()
-		if err := a.Send(t.Context(), out); err != nil {
+		if _, err := a.Send(t.Context(), out); err != nil {
 			t.Fatalf("Send(%+v): %v", out, err)
 		}
 		delivered, _ := h.got()
@@ -183,7 +230,7 @@ func TestSendRejectsMalformedNumbers(t *testing.T) {
 		t.Run(fmt.Sprintf("%q", to), func(t *testing.T) {
 			h := &recordingHost{}
 			a := started(t, h)
-			err := a.Send(t.Context(), gateways.Outbound{ID: "m1", From: sender, To: to, Body: "hi", Receipt: true, Attempt: 1})
+			_, err := a.Send(t.Context(), gateways.Outbound{ID: "m1", From: sender, To: to, Body: "hi", Receipt: true, Attempt: 1})
 			if !errors.Is(err, gateways.ErrPermanent) {
 				t.Fatalf("Send to %q = %v, want a permanent error", to, err)
 			}
@@ -214,7 +261,7 @@ func TestSendWhenNotStarted(t *testing.T) {
 	if err := a.Stop(t.Context()); err != nil {
 		t.Errorf("Stop before Start = %v", err)
 	}
-	if err := a.Send(t.Context(), out); !errors.Is(err, gateways.ErrNotConnected) {
+	if _, err := a.Send(t.Context(), out); !errors.Is(err, gateways.ErrNotConnected) {
 		t.Errorf("Send before Start = %v, want ErrNotConnected", err)
 	}
 
@@ -222,13 +269,13 @@ func TestSendWhenNotStarted(t *testing.T) {
 	if err := a.Start(t.Context(), h); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Send(t.Context(), out); err != nil {
+	if _, err := a.Send(t.Context(), out); err != nil {
 		t.Errorf("Send after Start = %v", err)
 	}
 	if err := a.Stop(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Send(t.Context(), out); !errors.Is(err, gateways.ErrNotConnected) {
+	if _, err := a.Send(t.Context(), out); !errors.Is(err, gateways.ErrNotConnected) {
 		t.Errorf("Send after Stop = %v, want ErrNotConnected", err)
 	}
 	if errors.Is(gateways.ErrNotConnected, gateways.ErrPermanent) {
@@ -253,7 +300,7 @@ func TestSendReturnsHostErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			a := started(t, tt.host)
-			err := a.Send(t.Context(), gateways.Outbound{ID: "m1", From: sender, To: contact, Body: "hi", Receipt: tt.receipt, Attempt: 1})
+			_, err := a.Send(t.Context(), gateways.Outbound{ID: "m1", From: sender, To: contact, Body: "hi", Receipt: tt.receipt, Attempt: 1})
 			if !errors.Is(err, errStore) {
 				t.Errorf("Send = %v, want %v", err, errStore)
 			}
@@ -271,7 +318,7 @@ func TestSendConcurrently(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() {
 			out := gateways.Outbound{ID: fmt.Sprint("m", i), From: sender, To: contact, Body: "hi", Receipt: i%2 == 0, Attempt: 1}
-			if err := a.Send(t.Context(), out); err != nil {
+			if _, err := a.Send(t.Context(), out); err != nil {
 				t.Errorf("Send: %v", err)
 			}
 		})
@@ -373,5 +420,286 @@ func TestWithRunner(t *testing.T) {
 	}
 	if echo.Kind != bus.KindMessage || echo.User != "alice@localhost" || echo.Contact != contact || echo.Message.Body != "echo: hi" {
 		t.Errorf("second envelope = %+v (message %+v), want the echo to alice@localhost", echo, echo.Message)
+	}
+}
+
+// The features: the sandbox declares all six, and its contacts answer
+// each in kind. Network ids: the user's message is SBM<h>, its echo SB<h>.
+
+func TestDeclaresEveryFeature(t *testing.T) {
+	a, err := sandbox.New(gateways.Params{Name: "sandbox"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := gateways.Features{Corrections: true, Replies: true, Reactions: true, Retractions: true, Markers: true, Typing: true}
+	if got := gateways.FeaturesOf(a); got != want {
+		t.Errorf("FeaturesOf(sandbox) = %+v, want %+v", got, want)
+	}
+}
+
+// featureHost starts a sandbox on a gatewaytest.Host.
+func featureHost(t *testing.T) (*sandbox.Adapter, *gatewaytest.Host) {
+	t.Helper()
+	h := gatewaytest.NewHost()
+	return started(t, h).(*sandbox.Adapter), h
+}
+
+// sendOne sends a message and returns its network id and its echo's.
+func sendOne(t *testing.T, a *sandbox.Adapter, h *gatewaytest.Host, id, body string) (sent, echo string) {
+	t.Helper()
+	s, err := a.Send(t.Context(), gateways.Outbound{ID: id, From: sender, To: contact, Body: body, Attempt: 1})
+	if err != nil {
+		t.Fatalf("Send: %v", err)
+	}
+	if len(s.IDs) != 1 || !strings.HasPrefix(s.IDs[0], "SBM") {
+		t.Fatalf("Send = %+v, want one id SBM…", s)
+	}
+	sum := strings.TrimPrefix(s.IDs[0], "SBM")
+	if sum == "" {
+		t.Fatalf("Send = %+v: SBM without a hash", s)
+	}
+	d := h.Delivered()
+	if len(d) == 0 || d[len(d)-1].Body != "echo: "+body {
+		t.Fatalf("no echo of %q: delivered %+v", body, d)
+	}
+	if got := d[len(d)-1].ProviderID; got != "SB"+sum {
+		t.Fatalf("echo ProviderID = %q, want SB%s (the hash of Send's id)", got, sum)
+	}
+	return s.IDs[0], "SB" + sum
+}
+
+func TestSentIDs(t *testing.T) {
+	a, h := featureHost(t)
+	sent, echo := sendOne(t, a, h, "m1", "hi")
+	// A retry is the same message: the same id, which the runner records.
+	s, err := a.Send(t.Context(), gateways.Outbound{ID: "m1", From: sender, To: contact, Body: "hi", Attempt: 2})
+	if err != nil || !slices.Equal(s.IDs, []string{sent}) {
+		t.Errorf("retry: Send = %+v, %v; want [%s]", s, err, sent)
+	}
+	other, otherEcho := sendOne(t, a, h, "m2", "hi")
+	if other == sent || otherEcho == echo {
+		t.Errorf("two messages got the same ids %s, %s", other, otherEcho)
+	}
+}
+
+func TestSendReply(t *testing.T) {
+	tests := []struct {
+		name      string
+		to        gateways.Ref
+		wantTo    string
+		wantQuote string
+	}{
+		{"to an echo, with its quote", gateways.Ref{ID: "x1", NetworkIDs: []string{"SBabc"}, Text: "echo: hi"}, "SBabc", "echo: hi"},
+		{"several network ids: the first", gateways.Ref{ID: "x1", NetworkIDs: []string{"SBabc", "SBdef"}, Text: "q"}, "SBabc", "q"},
+		{"no quote", gateways.Ref{ID: "x1", NetworkIDs: []string{"SBabc"}}, "SBabc", ""},
+		// The runner has no record: the answer is not a reply.
+		{"no network ids", gateways.Ref{ID: "x1", Text: "q"}, "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, h := featureHost(t)
+			to := tt.to
+			s, err := a.SendReply(t.Context(), gateways.Outbound{ID: "r1", From: sender, To: contact, Body: "yes", Attempt: 1, ReplyTo: &to})
+			if err != nil {
+				t.Fatalf("SendReply: %v", err)
+			}
+			d := h.Delivered()
+			if len(d) != 1 {
+				t.Fatalf("delivered %+v, want one echo", d)
+			}
+			e := d[0]
+			if e.Body != "echo: yes" || e.ReplyTo != tt.wantTo || e.ReplyQuote != tt.wantQuote || e.Replace != "" {
+				t.Errorf("echo = body %q reply to %q quote %q replace %q; want %q, %q, %q, none",
+					e.Body, e.ReplyTo, e.ReplyQuote, e.Replace, "echo: yes", tt.wantTo, tt.wantQuote)
+			}
+			if len(s.IDs) != 1 || "SB"+strings.TrimPrefix(s.IDs[0], "SBM") != e.ProviderID {
+				t.Errorf("SendReply = %+v, want [SBM<h>] for the echo %s", s, e.ProviderID)
+			}
+		})
+	}
+}
+
+func TestEdit(t *testing.T) {
+	a, h := featureHost(t)
+	sent, echo := sendOne(t, a, h, "m1", "helo")
+	s, err := a.Edit(t.Context(), gateways.Edit{
+		Outbound: gateways.Outbound{ID: "m1-fix", From: sender, To: contact, Body: "hello", Attempt: 1},
+		Target:   gateways.Ref{ID: "m1", NetworkIDs: []string{sent}, Text: "helo"},
+	})
+	if err != nil {
+		t.Fatalf("Edit: %v", err)
+	}
+	d := h.Delivered()
+	e := d[len(d)-1]
+	if e.Body != "echo: hello" || e.Replace != echo || e.From != contact || e.To != gateways.BareJID(sender) {
+		t.Errorf("echo of the correction = %+v; want body %q replacing %s", e, "echo: hello", echo)
+	}
+	if len(s.IDs) != 1 || s.IDs[0] == sent || !strings.HasPrefix(s.IDs[0], "SBM") {
+		t.Errorf("Edit = %+v, want one new SBM… id", s)
+	}
+
+	for _, target := range [][]string{{echo}, {"other"}, nil} {
+		t.Run(fmt.Sprintf("target %q", target), func(t *testing.T) {
+			before := len(h.Delivered())
+			_, err := a.Edit(t.Context(), gateways.Edit{
+				Outbound: gateways.Outbound{ID: "m1-fix2", From: sender, To: contact, Body: "x", Attempt: 1},
+				Target:   gateways.Ref{ID: "y", NetworkIDs: target},
+			})
+			var ge *gateways.Error
+			if !errors.As(err, &ge) || ge.Condition != gateways.NotAcceptable || !errors.Is(err, gateways.ErrPermanent) {
+				t.Errorf("Edit of %q = %v, want a permanent not-acceptable *gateways.Error", target, err)
+			}
+			if n := len(h.Delivered()); n != before {
+				t.Errorf("a refused correction delivered %d echoes", n-before)
+			}
+		})
+	}
+}
+
+func TestReact(t *testing.T) {
+	a, h := featureHost(t)
+	sent, echo := sendOne(t, a, h, "m1", "hi")
+	sets := []struct {
+		target string
+		emoji  []string
+	}{
+		{sent, []string{"👍", "❤️"}},
+		{sent, []string{"👍"}},
+		{sent, nil}, // all removed
+		{echo, []string{"😂"}},
+	}
+	for i, s := range sets {
+		err := a.React(t.Context(), gateways.Reaction{
+			From: sender, To: contact, Target: gateways.Ref{ID: "x", NetworkIDs: []string{s.target}},
+			Emoji: s.emoji, Key: fmt.Sprint("k", i),
+		})
+		if err != nil {
+			t.Fatalf("React %d (%q on %s): %v", i, s.emoji, s.target, err)
+		}
+	}
+	got := h.Reactions()
+	if len(got) != len(sets) {
+		t.Fatalf("host got %d reactions, want %d: %+v", len(got), len(sets), got)
+	}
+	ids := map[string]bool{}
+	for i, r := range got {
+		if !r.Full || !slices.Equal(r.Emoji, sets[i].emoji) || r.Target != sets[i].target ||
+			r.User != gateways.BareJID(sender) || r.Contact != contact {
+			t.Errorf("reaction %d = %+v, want the full set %q on %s from %s to %s", i, r, sets[i].emoji, sets[i].target, contact, gateways.BareJID(sender))
+		}
+		// Distinct, or the bus would drop a later set as a redelivery.
+		if r.ProviderID == "" || ids[r.ProviderID] {
+			t.Errorf("reaction %d: ProviderID %q is empty or repeated", i, r.ProviderID)
+		}
+		ids[r.ProviderID] = true
+	}
+
+	refused := []struct {
+		name string
+		r    gateways.Reaction
+		cond gateways.Condition
+	}{
+		{"no network ids", gateways.Reaction{From: sender, To: contact, Target: gateways.Ref{ID: "x"}, Emoji: []string{"👍"}, Key: "k9"}, gateways.ItemNotFound},
+		{"not a number", gateways.Reaction{From: sender, To: "12345", Target: gateways.Ref{ID: "x", NetworkIDs: []string{sent}}, Emoji: []string{"👍"}, Key: "k9"}, gateways.JIDMalformed},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			err := a.React(t.Context(), tt.r)
+			var ge *gateways.Error
+			if !errors.As(err, &ge) || ge.Condition != tt.cond {
+				t.Errorf("React = %v, want a *gateways.Error %s", err, tt.cond)
+			}
+		})
+	}
+	if n := len(h.Reactions()); n != len(sets) {
+		t.Errorf("refused reactions reached the host: %+v", h.Reactions()[len(sets):])
+	}
+}
+
+func TestRetract(t *testing.T) {
+	a, h := featureHost(t)
+	sent, echo := sendOne(t, a, h, "m1", "oops")
+	if err := a.Retract(t.Context(), gateways.Retraction{From: sender, To: contact, Target: gateways.Ref{ID: "m1", NetworkIDs: []string{sent}}, Key: "k1"}); err != nil {
+		t.Fatalf("Retract: %v", err)
+	}
+	got := h.Retractions()
+	if len(got) != 1 || got[0].Target != echo || got[0].User != gateways.BareJID(sender) || got[0].Contact != contact || got[0].ProviderID == "" {
+		t.Fatalf("retractions = %+v, want one of the echo %s", got, echo)
+	}
+	for _, target := range [][]string{{echo}, {"other"}, nil} {
+		err := a.Retract(t.Context(), gateways.Retraction{From: sender, To: contact, Target: gateways.Ref{ID: "y", NetworkIDs: target}, Key: "k2"})
+		var ge *gateways.Error
+		if !errors.As(err, &ge) || ge.Condition != gateways.NotAcceptable {
+			t.Errorf("Retract of %q = %v, want a not-acceptable *gateways.Error", target, err)
+		}
+	}
+	if n := len(h.Retractions()); n != 1 {
+		t.Errorf("refused retractions reached the host: %+v", h.Retractions())
+	}
+}
+
+func TestType(t *testing.T) {
+	tests := []struct {
+		state string
+		want  []string
+	}{
+		{bus.TypingComposing, []string{bus.TypingComposing, bus.TypingActive}},
+		{bus.TypingPaused, nil},
+		{bus.TypingActive, nil},
+		{bus.TypingGone, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.state, func(t *testing.T) {
+			a, h := featureHost(t)
+			if err := a.Type(t.Context(), gateways.Typing{From: sender, To: contact, State: tt.state}); err != nil {
+				t.Fatalf("Type: %v", err)
+			}
+			var got []string
+			for _, x := range h.Typing() {
+				got = append(got, x.State)
+				if x.User != gateways.BareJID(sender) || x.Contact != contact {
+					t.Errorf("chat state %+v, want from %s to %s", x, contact, gateways.BareJID(sender))
+				}
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("the contact answered %q with %q, want %q", tt.state, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestMark(t *testing.T) {
+	tests := []struct {
+		name   string
+		state  string
+		target func(sent, echo string) []string
+		want   func(sent, echo string) string // "" for no marker
+	}{
+		{"displayed on the echo", bus.MarkerDisplayed, func(_, echo string) []string { return []string{echo} }, func(sent, _ string) string { return sent }},
+		{"received on the echo", bus.MarkerReceived, func(_, echo string) []string { return []string{echo} }, func(sent, _ string) string { return sent }},
+		{"on the user's own message", bus.MarkerDisplayed, func(sent, _ string) []string { return []string{sent} }, nil},
+		{"on another network's id", bus.MarkerDisplayed, func(string, string) []string { return []string{"other"} }, nil},
+		{"no network ids", bus.MarkerDisplayed, func(string, string) []string { return nil }, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, h := featureHost(t)
+			sent, echo := sendOne(t, a, h, "m1", "hi")
+			m := gateways.Marker{From: sender, To: contact, State: tt.state, Target: gateways.Ref{ID: "x", NetworkIDs: tt.target(sent, echo)}}
+			if err := a.Mark(t.Context(), m); err != nil {
+				t.Fatalf("Mark: %v", err)
+			}
+			got := h.Markers()
+			if tt.want == nil {
+				if len(got) != 0 {
+					t.Errorf("a marker on a non-echo answered with %+v", got)
+				}
+				return
+			}
+			want := gateways.InboundMarker{User: gateways.BareJID(sender), Contact: contact, State: tt.state, Target: tt.want(sent, echo)}
+			if len(got) != 1 || got[0] != want {
+				t.Errorf("markers = %+v, want [%+v]", got, want)
+			}
+		})
 	}
 }
