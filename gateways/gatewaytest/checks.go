@@ -34,7 +34,7 @@ func checkLifecycle(c *checker) {
 	c.stop(a, "a second Stop")
 
 	m := c.message(c.h.Contact)
-	err := c.send(a, m)
+	_, err := c.send(a, m)
 	switch {
 	case err == nil:
 		c.t.Errorf("Send after Stop = nil, want an error wrapping gateways.ErrNotConnected")
@@ -123,7 +123,7 @@ func checkSendDisconnected(c *checker) {
 	deadline := time.Now().Add(c.lim.reconnect)
 	for attempt := 2; ; attempt++ {
 		m.Attempt = attempt
-		err := c.send(a, m)
+		_, err := c.send(a, m)
 		if err == nil {
 			break
 		}
@@ -135,7 +135,7 @@ func checkSendDisconnected(c *checker) {
 		}
 		time.Sleep(100 * time.Millisecond) // the runner's retries are spaced too
 	}
-	c.waitReceived(m.Body, "after Reconnect")
+	c.waitReceived("Send", m.Body, "after Reconnect")
 	c.stop(a, "Stop")
 	c.noOccupants(host)
 }
@@ -165,7 +165,7 @@ func checkErrors(c *checker) {
 	host := NewHost()
 	c.start(a, host)
 	m := c.message(c.h.Invalid)
-	err := c.send(a, m)
+	_, err := c.send(a, m)
 	if err == nil {
 		c.t.Fatalf("Send to %q = nil, want a permanent error", c.h.Invalid)
 	}

@@ -13,7 +13,9 @@
 //		})
 //	}
 //
-// Run runs each check as a subtest, with fresh adapters:
+// Run runs each check as a subtest, with fresh adapters. Wherever a check
+// sends, what Send returns is checked too: Sent.IDs holds no empty id, and
+// Sent.Text is no longer than the body sent (so for SendReply and Edit).
 //
 //   - Lifecycle: Stop without Start returns nil; Start, Send (which the
 //     network receives, when Received can tell), Stop, and again on the same
@@ -35,6 +37,18 @@
 //     gateways.Runner on an embedded bus, it is handed media only if it
 //     declares Media and room traffic only if it declares Rooms; what it
 //     cannot carry comes back as feature-not-implemented.
+//   - Features (needs a declared feature): what gateways.FeaturesOf reports
+//     the adapter declares, it carries. After a Send, each declared feature
+//     is called once with a well-formed request about that message (its
+//     Sent.IDs; a marker, about the contact's answer when the adapter
+//     delivered one with an id): an Edit, a SendReply, a reaction set and
+//     then a smaller one, a displayed marker, composing, a retraction. Each
+//     must return nil (gateways.ErrUnsupported or feature-not-implemented
+//     for a declared feature is a lie), and a correction or reply must
+//     reach the network when Received can tell. An Editor or Retractor
+//     must return network ids from Send. Edit and SendReply of a message
+//     without network ids may return nil or a *gateways.Error saying why,
+//     but must not panic.
 //   - Goroutines: after Stop, no goroutine of the adapter's package (nor an
 //     HTTP client connection) is left running.
 //   - SendContext: Send with an expired or cancelled context returns an error

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nuid"
 
@@ -42,7 +44,10 @@ type Harness struct {
 	// Both or neither.
 	Disconnect, Reconnect func(t *testing.T)
 	// Received, when set, reports whether the network got a message with
-	// this body. Bodies are unique per send.
+	// this body. Bodies are unique per send. It is asked about corrections
+	// and replies too (Features): it should report the body also when the
+	// adapter marked the message as a correction or quoted the message
+	// replied to.
 	Received func(t *testing.T, body string) bool
 }
 
@@ -91,6 +96,7 @@ var checks = []check{
 	{"SendDisconnected", checkSendDisconnected},
 	{"Errors", checkErrors},
 	{"Capabilities", checkCapabilities},
+	{"Features", checkFeatures},
 	{"Goroutines", checkGoroutines},
 	{"SendContext", checkSendContext},
 	{"Rooms", checkRooms},
@@ -234,27 +240,54 @@ func (c *checker) message(to string) gateways.Outbound {
 	return gateways.Outbound{ID: id, From: c.h.User, To: to, Body: "gatewaytest " + id, Attempt: 1}
 }
 
-// send sends m with the usual deadline and returns what Send returned.
-func (c *checker) send(a gateways.Adapter, m gateways.Outbound) error {
+// send sends m with the usual deadline and returns what Send returned. What
+// a successful Send says it became is checked (checkSent).
+func (c *checker) send(a gateways.Adapter, m gateways.Outbound) (gateways.Sent, error) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), c.lim.send)
 	defer cancel()
-	err := c.call("Send", c.lim.send+c.lim.slack, func() error { _, err := a.Send(ctx, m); return err })
-	return err
+	var sent gateways.Sent
+	err := c.call("Send", c.lim.send+c.lim.slack, func() error {
+		var err error
+		sent, err = a.Send(ctx, m)
+		return err
+	})
+	if err == nil {
+		c.checkSent("Send", m, sent)
+	}
+	return sent, err
 }
 
 // sendOK sends m, which must succeed and, when the harness can tell, reach
 // the network.
-func (c *checker) sendOK(a gateways.Adapter, m gateways.Outbound, what string) {
+func (c *checker) sendOK(a gateways.Adapter, m gateways.Outbound, what string) gateways.Sent {
 	c.t.Helper()
-	if err := c.send(a, m); err != nil {
+	sent, err := c.send(a, m)
+	if err != nil {
 		c.t.Fatalf("%s: Send to %q = %v, want nil", what, m.To, err)
 	}
-	c.waitReceived(m.Body, what)
+	c.waitReceived("Send", m.Body, what)
+	return sent
 }
 
-// waitReceived waits until the network got body, when the harness can tell.
-func (c *checker) waitReceived(body, what string) {
+// checkSent: what a send (method: Send, SendReply, Edit) of m says it
+// became is something the runner can record. An empty id would be recorded
+// as one and match any reference by an empty id; a remembered text longer
+// than what was sent is not the message's.
+func (c *checker) checkSent(method string, m gateways.Outbound, s gateways.Sent) {
+	c.t.Helper()
+	if slices.Contains(s.IDs, "") {
+		c.t.Errorf("%s of message %s returned Sent.IDs %q, which contains an empty id: list only the ids the network gave, or none", method, m.ID, s.IDs)
+	}
+	if s.Text != "" && utf8.RuneCountInString(s.Text) > utf8.RuneCountInString(m.Body) {
+		c.t.Errorf("%s of message %s returned Sent.Text %q (%d characters), longer than the body sent, %q (%d): remember at most what was sent",
+			method, m.ID, s.Text, utf8.RuneCountInString(s.Text), m.Body, utf8.RuneCountInString(m.Body))
+	}
+}
+
+// waitReceived waits until the network got body, sent by method, when the
+// harness can tell.
+func (c *checker) waitReceived(method, body, what string) {
 	c.t.Helper()
 	if c.h.Received == nil {
 		return
@@ -262,7 +295,7 @@ func (c *checker) waitReceived(body, what string) {
 	deadline := time.Now().Add(c.lim.settle)
 	for !c.h.Received(c.ht, body) {
 		if time.Now().After(deadline) {
-			c.t.Fatalf("%s: Send returned nil but the network did not get %q within %v", what, body, c.lim.settle)
+			c.t.Fatalf("%s: %s returned nil but the network did not get %q within %v", what, method, body, c.lim.settle)
 		}
 		time.Sleep(pollInterval)
 	}

@@ -158,6 +158,8 @@ type toyOpts struct {
 	rooms     bool // the adapter implements RoomAdapter
 	noHooks   bool // no Disconnect, Reconnect, Received
 	noInvalid bool
+	// features: "all" for toy.Featured, "reactions" for toy.Reacting.
+	features string
 }
 
 // toyHarness describes a toy adapter with faults f on a network of its own.
@@ -170,8 +172,13 @@ func toyHarness(f toy.Faults, o toyOpts) Harness {
 		New: func(t *testing.T) gateways.Adapter {
 			a := toy.New(net, f)
 			t.Cleanup(a.Release)
-			if o.rooms {
+			switch {
+			case o.rooms:
 				return toy.RoomAdapter{Adapter: a}
+			case o.features == "all":
+				return toy.Featured{Adapter: a}
+			case o.features == "reactions":
+				return toy.Reacting{Adapter: a}
 			}
 			return a
 		},
@@ -199,6 +206,9 @@ func TestRunPassesConformingToys(t *testing.T) {
 		{"text only", toyOpts{}},
 		{"media and receipts", toyOpts{caps: gateways.Capabilities{Media: true, Receipts: true}}},
 		{"rooms", toyOpts{caps: gateways.Capabilities{Rooms: true}, rooms: true}},
+		{"every feature", toyOpts{features: "all"}},
+		{"every feature, network not observed", toyOpts{features: "all", noHooks: true}},
+		{"reactions only", toyOpts{features: "reactions"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -249,6 +259,25 @@ func TestChecksCatchBrokenAdapters(t *testing.T) {
 		{"Send ignores its context, no answer", "SendContext", toy.Faults{SendIgnoresContext: true, NoEcho: true}, toyOpts{noHooks: true}, "context = nil"},
 		{"Send blocks whatever its context", "SendContext", toy.Faults{SendBlocksOnContext: true}, toyOpts{}, "did not return within"},
 		{"join never completes", "Rooms", toy.Faults{JoinNoSelf: true}, rooms, "no matching occupant change"},
+		// What Send returns is checked wherever the suite sends.
+		{"an empty network id", "Lifecycle", toy.Faults{EmptySentID: true}, toyOpts{}, "contains an empty id"},
+		{"remembered text longer than the body", "Lifecycle", toy.Faults{SentTextTooLong: true}, toyOpts{}, "longer than the body sent"},
+		// A declared feature that is refused or fails is a lie.
+		{"reactions declared, refused", "Features", toy.Faults{ReactUnsupported: true}, toyOpts{features: "reactions"},
+			"declares reactions (implements gateways.Reactor) but React returned toy: reactions: unsupported"},
+		{"every feature declared, reactions refused", "Features", toy.Faults{ReactUnsupported: true}, toyOpts{features: "all"},
+			"declares reactions (implements gateways.Reactor) but React returned"},
+		{"typing declared, feature-not-implemented", "Features", toy.Faults{TypeNotImplemented: true}, toyOpts{features: "all"},
+			"declares typing (implements gateways.Typer) but Type returned"},
+		{"markers declared, failing", "Features", toy.Faults{MarkFails: true}, toyOpts{features: "all"},
+			"declares markers (implements gateways.MarkerSender) but Mark returned toy: marker lost"},
+		{"correction lost", "Features", toy.Faults{EditDrops: true}, toyOpts{features: "all"}, "Edit returned nil but the network did not get"},
+		{"corrections without network ids", "Features", toy.Faults{NoSentIDs: true}, toyOpts{features: "all"},
+			"declares corrections (implements gateways.Editor) but Send returned no network ids"},
+		{"unknown correction target, unclear error", "Features", toy.Faults{EditBareErrorWithoutIDs: true}, toyOpts{features: "all"},
+			"declares corrections (implements gateways.Editor); Edit of a message without network ids (Target.NetworkIDs empty, as for one older than the id map) returned toy: no target (*errors.errorString): want nil, or a *gateways.Error"},
+		{"unknown reply target panics", "Features", toy.Faults{ReplyPanicsWithoutIDs: true}, toyOpts{features: "all"},
+			"SendReply to a message without network ids (ReplyTo.NetworkIDs empty, as for one older than the id map) panicked"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -276,6 +305,7 @@ func TestChecksSkipWithoutHooks(t *testing.T) {
 		{"SendDisconnected", toyOpts{noHooks: true}, "Harness.Disconnect is not set"},
 		{"Errors", toyOpts{noInvalid: true}, "Harness.Invalid is not set"},
 		{"Rooms", toyOpts{}, "does not declare Capabilities.Rooms"},
+		{"Features", toyOpts{}, "declares no features"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.check, func(t *testing.T) {

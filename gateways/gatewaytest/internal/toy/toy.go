@@ -22,6 +22,7 @@ type Network struct {
 	mu   sync.Mutex
 	down bool
 	got  []gateways.Outbound
+	ids  int
 }
 
 // SetDown makes the network unreachable (true) or reachable again.
@@ -37,10 +38,13 @@ func (n *Network) isDown() bool {
 	return n.down
 }
 
-func (n *Network) take(m gateways.Outbound) {
+// take stores m and returns the id the network gives it.
+func (n *Network) take(m gateways.Outbound) string {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.got = append(n.got, m)
+	n.ids++
+	return fmt.Sprintf("T%d", n.ids)
 }
 
 // Received reports whether the network got a message with body.
@@ -81,6 +85,20 @@ type Faults struct {
 	KeepIdleConns bool
 	IsRoomAll     bool // RoomAdapter: every address is a room
 	JoinNoSelf    bool // RoomAdapter: Join never reports the user's occupant
+
+	EmptySentID      bool // Send's Sent.IDs has an empty id after the real one
+	SentTextTooLong  bool // Send's Sent.Text is longer than the body
+	NoSentIDs        bool // Send returns no network ids
+	EditDrops        bool // Edit returns nil but nothing reaches the network
+	ReactUnsupported bool // React returns gateways.ErrUnsupported: declared, refused
+	// TypeNotImplemented: Type refuses with feature-not-implemented.
+	TypeNotImplemented bool
+	MarkFails          bool // Mark fails with a plain error
+	// EditBareErrorWithoutIDs: Edit of a target without network ids fails
+	// with a plain error, not a *gateways.Error.
+	EditBareErrorWithoutIDs bool
+	// ReplyPanicsWithoutIDs: SendReply uses ReplyTo.NetworkIDs[0] unchecked.
+	ReplyPanicsWithoutIDs bool
 }
 
 // Adapter is the toy network's adapter. Contacts start with "+", rooms
@@ -157,26 +175,43 @@ func (a *Adapter) Stop(context.Context) error {
 	return nil
 }
 
-// Send sends m. The toy network has no message ids.
+// Send sends m. The toy remembers the text (Sent.Text), as an SMS network
+// that recognises reactions by their quote must.
 func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
-	return gateways.Sent{}, a.send(ctx, m)
+	id, err := a.send(ctx, m)
+	if err != nil || id == "" {
+		return gateways.Sent{}, err
+	}
+	s := gateways.Sent{IDs: []string{id}, Text: m.Body}
+	switch {
+	case a.f.NoSentIDs:
+		s.IDs = nil
+	case a.f.EmptySentID:
+		s.IDs = append(s.IDs, "")
+	}
+	if a.f.SentTextTooLong {
+		s.Text += " and more"
+	}
+	return s, nil
 }
 
-func (a *Adapter) send(ctx context.Context, m gateways.Outbound) error {
+// send sends m and returns the network's id for it, "" when it did not
+// reach the network.
+func (a *Adapter) send(ctx context.Context, m gateways.Outbound) (string, error) {
 	a.mu.Lock()
 	h := a.host
 	a.mu.Unlock()
 	if h == nil {
 		switch {
 		case a.f.SendAfterStopSucceeds:
-			return nil
+			return "", nil
 		case a.f.SendAfterStopPermanent:
-			return gateways.Reject(gateways.ServiceUnavailable, "stopped")
+			return "", gateways.Reject(gateways.ServiceUnavailable, "stopped")
 		}
-		return fmt.Errorf("toy: %w", gateways.ErrNotConnected)
+		return "", fmt.Errorf("toy: %w", gateways.ErrNotConnected)
 	}
 	if err := a.checkAddress(m.To); err != nil {
-		return err
+		return "", err
 	}
 	switch {
 	case a.f.SendBlocksOnContext:
@@ -184,7 +219,7 @@ func (a *Adapter) send(ctx context.Context, m gateways.Outbound) error {
 	case a.f.SendIgnoresContext:
 	default:
 		if err := ctx.Err(); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if a.net.isDown() {
@@ -193,41 +228,42 @@ func (a *Adapter) send(ctx context.Context, m gateways.Outbound) error {
 		a.mu.Unlock()
 		switch {
 		case a.f.PermanentWhenDown:
-			return gateways.Reject(gateways.ServiceUnavailable, "the network is down")
+			return "", gateways.Reject(gateways.ServiceUnavailable, "the network is down")
 		case a.f.HangWhenDown:
 			a.hold()
 		case a.f.SilentWhenDown:
-			return nil
+			return "", nil
 		}
-		return fmt.Errorf("toy: network unreachable: %w", gateways.ErrNotConnected)
+		return "", fmt.Errorf("toy: network unreachable: %w", gateways.ErrNotConnected)
 	}
 	a.mu.Lock()
 	wasDown := a.wasDown
 	a.mu.Unlock()
 	if wasDown && a.f.NoReconnect {
-		return fmt.Errorf("toy: connection lost: %w", gateways.ErrNotConnected)
+		return "", fmt.Errorf("toy: connection lost: %w", gateways.ErrNotConnected)
 	}
 	if a.f.HTTPGet != "" {
 		resp, err := a.client.Get(a.f.HTTPGet)
 		if err != nil {
-			return err
+			return "", err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
 	if a.f.CallsOccupant {
 		if err := h.Occupant(ctx, gateways.Occupant{User: m.From, Room: "#toys", Nick: "someone"}); err != nil {
-			return err
+			return "", err
 		}
 	}
+	id := ""
 	if !a.f.Drop {
-		a.net.take(m)
+		id = a.net.take(m)
 	}
 	if a.f.NoEcho {
-		return nil
+		return id, nil
 	}
 	// Like the sandbox: the contact answers.
-	return h.Deliver(ctx, gateways.Inbound{From: m.To, To: gateways.BareJID(m.From), Body: "echo: " + m.Body})
+	return id, h.Deliver(ctx, gateways.Inbound{From: m.To, To: gateways.BareJID(m.From), Body: "echo: " + m.Body})
 }
 
 func (a *Adapter) checkAddress(to string) error {
@@ -278,4 +314,128 @@ func (a RoomAdapter) Leave(ctx context.Context, l gateways.Leave) error {
 		return fmt.Errorf("toy: %w", gateways.ErrNotConnected)
 	}
 	return h.Occupant(ctx, gateways.Occupant{User: l.User, Room: l.Room, Nick: l.Nick, Self: true, Left: true})
+}
+
+// Features: Featured declares every feature of package gateways, Reacting
+// reactions alone. The toy network carries them all; the faults make the
+// adapter refuse or mishandle what it declares.
+
+// Featured is the toy adapter declaring every feature.
+type Featured struct{ *Adapter }
+
+var (
+	_ gateways.Editor       = Featured{}
+	_ gateways.Replier      = Featured{}
+	_ gateways.Reactor      = Featured{}
+	_ gateways.Retractor    = Featured{}
+	_ gateways.MarkerSender = Featured{}
+	_ gateways.Typer        = Featured{}
+)
+
+func (a Featured) Edit(ctx context.Context, e gateways.Edit) (gateways.Sent, error) {
+	return a.edit(ctx, e)
+}
+
+func (a Featured) SendReply(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	return a.reply(ctx, m)
+}
+
+func (a Featured) React(ctx context.Context, r gateways.Reaction) error { return a.react(ctx, r) }
+
+func (a Featured) Retract(ctx context.Context, r gateways.Retraction) error {
+	return a.retract(ctx, r)
+}
+
+func (a Featured) Mark(ctx context.Context, m gateways.Marker) error { return a.mark(ctx, m) }
+
+func (a Featured) Type(ctx context.Context, t gateways.Typing) error { return a.typing(ctx, t) }
+
+// Reacting is the toy adapter declaring reactions only.
+type Reacting struct{ *Adapter }
+
+var _ gateways.Reactor = Reacting{}
+
+func (a Reacting) React(ctx context.Context, r gateways.Reaction) error { return a.react(ctx, r) }
+
+// ready is what a feature needs: a started adapter, a toy address, a live
+// context and a reachable network.
+func (a *Adapter) ready(ctx context.Context, to string) error {
+	a.mu.Lock()
+	h := a.host
+	a.mu.Unlock()
+	if h == nil {
+		return fmt.Errorf("toy: %w", gateways.ErrNotConnected)
+	}
+	if err := a.checkAddress(to); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if a.net.isDown() {
+		return fmt.Errorf("toy: network unreachable: %w", gateways.ErrNotConnected)
+	}
+	return nil
+}
+
+func unknownMessage() error {
+	return gateways.Reject(gateways.ItemNotFound, "the toy network does not know that message")
+}
+
+// edit sends the correction as a new message: the toy cannot edit in place.
+func (a *Adapter) edit(ctx context.Context, e gateways.Edit) (gateways.Sent, error) {
+	if len(e.Target.NetworkIDs) == 0 {
+		if a.f.EditBareErrorWithoutIDs {
+			return gateways.Sent{}, errors.New("toy: no target")
+		}
+		return gateways.Sent{}, unknownMessage()
+	}
+	if a.f.EditDrops {
+		return gateways.Sent{}, a.ready(ctx, e.To)
+	}
+	return a.Send(ctx, e.Outbound)
+}
+
+func (a *Adapter) reply(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	if a.f.ReplyPanicsWithoutIDs && m.ReplyTo != nil {
+		_ = m.ReplyTo.NetworkIDs[0]
+	}
+	return a.Send(ctx, m)
+}
+
+func (a *Adapter) react(ctx context.Context, r gateways.Reaction) error {
+	if a.f.ReactUnsupported {
+		return fmt.Errorf("toy: reactions: %w", gateways.ErrUnsupported)
+	}
+	if err := a.ready(ctx, r.To); err != nil {
+		return err
+	}
+	if len(r.Target.NetworkIDs) == 0 {
+		return unknownMessage()
+	}
+	return nil
+}
+
+func (a *Adapter) retract(ctx context.Context, r gateways.Retraction) error {
+	if err := a.ready(ctx, r.To); err != nil {
+		return err
+	}
+	if len(r.Target.NetworkIDs) == 0 {
+		return unknownMessage()
+	}
+	return nil
+}
+
+func (a *Adapter) mark(ctx context.Context, m gateways.Marker) error {
+	if a.f.MarkFails {
+		return errors.New("toy: marker lost")
+	}
+	return a.ready(ctx, m.To)
+}
+
+func (a *Adapter) typing(ctx context.Context, t gateways.Typing) error {
+	if a.f.TypeNotImplemented {
+		return gateways.Reject(gateways.FeatureNotImplemented, "the toy network does not show typing")
+	}
+	return a.ready(ctx, t.To)
 }
