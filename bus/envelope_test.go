@@ -515,7 +515,7 @@ func eventEnvelopes() map[string]*bus.Envelope {
 			Time: time.Date(2026, 11, 24, 10, 16, 0, 0, time.UTC), User: "alice@example.com/phone", Contact: "+15551234567"}
 	}
 	reply := base(bus.KindMessage, "T6Ydl0VZqs8GDqwBXNR1mD")
-	reply.Message = &bus.Message{ID: "d4e5f6", Body: "Ok, see you then", ReplyTo: &bus.ReplyTo{ID: "x-SMa1b2", Quote: "Running late, there in 10"}}
+	reply.Message = &bus.Message{ID: "d4e5f6", Body: "Ok, see you then", ReplyTo: &bus.ReplyTo{ID: "xg-SMa1b2", Quote: "Running late, there in 10"}}
 	correction := base(bus.KindMessage, "T6Ydl0VZqs8GDqwBXNR1mE")
 	correction.Message = &bus.Message{ID: "a1b2c4", Body: "Running late, there in 15", Replace: "a1b2c3"}
 	reaction := base(bus.KindReaction, "T6Ydl0VZqs8GDqwBXNR1mF")
@@ -523,7 +523,7 @@ func eventEnvelopes() map[string]*bus.Envelope {
 	retraction := base(bus.KindRetraction, "T6Ydl0VZqs8GDqwBXNR1mG")
 	retraction.Retraction = &bus.Retraction{ID: "a1b2c3"}
 	marker := base(bus.KindMarker, "T6Ydl0VZqs8GDqwBXNR1mH")
-	marker.Marker = &bus.Marker{State: bus.MarkerDisplayed, ID: "x-SMa1b2"}
+	marker.Marker = &bus.Marker{State: bus.MarkerDisplayed, ID: "xg-SMa1b2"}
 	typing := base(bus.KindTyping, "T6Ydl0VZqs8GDqwBXNR1mI")
 	typing.Typing = &bus.Typing{State: bus.TypingComposing}
 	return map[string]*bus.Envelope{

@@ -93,6 +93,9 @@ func (a *Adapter) SendReply(ctx context.Context, m gateways.Outbound) (gateways.
 
 // Edit answers a correction with a correction of the echo.
 func (a *Adapter) Edit(ctx context.Context, e gateways.Edit) (gateways.Sent, error) {
+	if len(e.Target.NetworkIDs) == 0 {
+		return gateways.Sent{}, gateways.Reject(gateways.ItemNotFound, "the sandbox has no record of that message")
+	}
 	echo, ok := echoOf(e.Target)
 	if !ok {
 		return gateways.Sent{}, gateways.Reject(gateways.NotAcceptable, "only your own messages can be corrected")

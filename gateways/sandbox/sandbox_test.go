@@ -545,9 +545,14 @@ func TestEdit(t *testing.T) {
 				Outbound: gateways.Outbound{ID: "m1-fix2", From: sender, To: contact, Body: "x", Attempt: 1},
 				Target:   gateways.Ref{ID: "y", NetworkIDs: target},
 			})
+			// No network id: the sandbox never saw it; another's id: not the user's.
+			want := gateways.NotAcceptable
+			if len(target) == 0 {
+				want = gateways.ItemNotFound
+			}
 			var ge *gateways.Error
-			if !errors.As(err, &ge) || ge.Condition != gateways.NotAcceptable || !errors.Is(err, gateways.ErrPermanent) {
-				t.Errorf("Edit of %q = %v, want a permanent not-acceptable *gateways.Error", target, err)
+			if !errors.As(err, &ge) || ge.Condition != want || !errors.Is(err, gateways.ErrPermanent) {
+				t.Errorf("Edit of %q = %v, want a permanent %s *gateways.Error", target, err, want)
 			}
 			if n := len(h.Delivered()); n != before {
 				t.Errorf("a refused correction delivered %d echoes", n-before)
