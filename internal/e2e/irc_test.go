@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,6 +147,29 @@ func TestIRCPrivateMessages(t *testing.T) {
 	if strings.Join(got, " ") != strings.TrimSpace(long) || len(got) < 3 {
 		t.Fatalf("long message arrived as %d lines %q", len(got), got)
 	}
+
+	// Issue #13: IRC declares no conversation features (ngircd has no
+	// IRCv3 message-tags, so no typing): disco says so, a correction and a
+	// reply fall back to what the user wrote, a reaction is refused.
+	t.Run("conversation features", func(t *testing.T) {
+		bobJID := "bob@" + ircDomain
+		features := discoFeatures(t, e.alice, bobJID)
+		for _, f := range conversationFeatures {
+			if slices.Contains(features, f) {
+				t.Errorf("disco#info of an IRC contact lists %s: %v", f, features)
+			}
+		}
+		e.alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='irc-c1'><body>hello bob, corrected</body><replace id='whatever' xmlns='urn:xmpp:message-correct:0'/></message>`)
+		bob.Wait(t, ircWait, privmsgFrom("alicex", "bob", "hello bob, corrected"))
+		e.alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='irc-r1'><body>&gt; hi alice
+my answer</body><reply id='x' xmlns='urn:xmpp:reply:0'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='11'/></fallback></message>`)
+		bob.Wait(t, ircWait, privmsgFrom("alicex", "bob", "my answer"))
+		e.alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='irc-x1'><reactions id='x' xmlns='urn:xmpp:reactions:0'><reaction>👍</reaction></reactions><body>👍</body><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reactions:0'/></message>`)
+		st := e.alice.WaitStanza(t, ircWait, func(s xmpptest.Stanza) bool { return s.ID == "irc-x1" && s.Type == "error" })
+		if st.ErrorCondition != "feature-not-implemented" || !strings.Contains(st.ErrorText, "IRC") {
+			t.Errorf("reaction to IRC: %s %q, want feature-not-implemented naming IRC", st.ErrorCondition, st.ErrorText)
+		}
+	})
 }
 
 // mucJoin is alice's XEP-0045 join of room as nick.
