@@ -39,6 +39,13 @@ func startRoomGateway(t *testing.T) *roomGateway {
 // or off.
 func startRoomGatewayOn(t *testing.T, offline bool) *roomGateway {
 	t.Helper()
+	return startRoomGatewayWith(t, offline, component.Features{})
+}
+
+// startRoomGatewayWith is startRoomGatewayOn for an adapter that declares
+// features.
+func startRoomGatewayWith(t *testing.T, offline bool, features component.Features) *roomGateway {
+	t.Helper()
 	srv := xmpptest.StartProsody(t, xmpptest.Options{
 		Components: map[string]string{ircDomain: "secret"},
 		Users:      map[string]string{"alice": "password", "bob": "password"},
@@ -58,6 +65,7 @@ func startRoomGatewayOn(t *testing.T, offline bool) *roomGateway {
 		IdentityType: "irc", IdentityName: "IRC", AllowedDomains: []string{"localhost"},
 		Registrar:   g.reg,
 		IsRoom:      func(a string) bool { return strings.HasPrefix(a, "#") },
+		Features:    features,
 		BackoffBase: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
 	})
 	g.alice = xmpptest.Login(t, srv, "alice", "password")
@@ -365,5 +373,54 @@ func TestReflectionKeepsTheUsersID(t *testing.T) {
 	raw := strings.ReplaceAll(s.Raw, "'", `"`)
 	if s.ID != "client-id-7" || s.Type != "groupchat" || !strings.Contains(raw, `xmlns="urn:xmpp:sid:0"`) || !strings.Contains(raw, `id="client-id-7"`) {
 		t.Errorf("reflection %s: want type groupchat, id and origin-id client-id-7", s.Raw)
+	}
+}
+
+// TestRoomFeatures: rooms carry the features the adapter declares, both
+// ways; occupants' reactions, retractions, markers and typing come from
+// their nicks.
+func TestRoomFeatures(t *testing.T) {
+	g := startRoomGatewayWith(t, false, component.Features{Reactions: true, Retractions: true, Typing: true, Markers: true, Corrections: true, Replies: true})
+	room := "#go@" + ircDomain
+
+	r := iq(t, g.alice, room, "get", discoInfo)
+	for _, f := range []string{"urn:xmpp:reactions:0", "urn:xmpp:message-retract:1", "urn:xmpp:message-correct:0", "urn:xmpp:reply:0", "urn:xmpp:chat-markers:0", "http://jabber.org/protocol/chatstates"} {
+		if !r.hasFeature(f) {
+			t.Errorf("room disco#info lacks declared %s: %s", f, r.Raw)
+		}
+	}
+
+	// Outbound: a reaction to a room message, by its room stanza id.
+	g.alice.SendRaw(t, `<message id="gr1" type="groupchat" to="`+room+`"><reactions id="xg-42" xmlns="urn:xmpp:reactions:0"><reaction>👍</reaction></reactions></message>`)
+	e := g.nextOut(t)
+	if e.Kind != bus.KindReaction || e.Contact != "#go" || e.Reaction.Type != bus.TypeGroupchat || e.Reaction.ID != "xg-42" ||
+		len(e.Reaction.Emoji) != 1 || e.Reaction.Emoji[0] != "👍" || e.Reaction.StanzaID != "gr1" {
+		t.Fatalf("room reaction envelope = %+v %+v", e, e.Reaction)
+	}
+
+	// Inbound: an occupant's message carries the room's stanza-id, and
+	// the occupant's events come from their nick.
+	in := &bus.Envelope{Kind: bus.KindMessage, User: g.alice.JID(), Contact: "#go",
+		Message: &bus.Message{ID: "net-7", Type: bus.TypeGroupchat, Nick: "bob", Body: "hi all"}}
+	g.in(t, in)
+	st := g.alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.Body == "hi all" })
+	if st.From != room+"/bob" || st.ID != "xg-net-7" || !strings.Contains(st.Raw, "stanza-id") || !strings.Contains(st.Raw, `by="`+room+`"`) && !strings.Contains(st.Raw, `by='`+room+`'`) {
+		t.Errorf("occupant message: %s; want from %s/bob with id and room stanza-id xg-net-7", st.Raw, room)
+	}
+	for _, ev := range []struct {
+		env  *bus.Envelope
+		want string
+	}{
+		{&bus.Envelope{Kind: bus.KindReaction, Reaction: &bus.Reaction{ID: "gr0", Emoji: []string{"🎉"}, Type: bus.TypeGroupchat, Nick: "bob"}}, "🎉"},
+		{&bus.Envelope{Kind: bus.KindRetraction, Retraction: &bus.Retraction{ID: "xg-net-7", Type: bus.TypeGroupchat, Nick: "bob"}}, "urn:xmpp:message-retract:1"},
+	} {
+		ev.env.User, ev.env.Contact = g.alice.JID(), "#go"
+		g.in(t, ev.env)
+		st := g.alice.WaitStanza(t, timeout, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && s.Type == "groupchat" && strings.Contains(s.Raw, ev.want)
+		})
+		if st.From != room+"/bob" {
+			t.Errorf("%s from %q, want the occupant %s/bob", ev.env.Kind, st.From, room)
+		}
 	}
 }
