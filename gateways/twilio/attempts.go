@@ -64,27 +64,27 @@ func (a *Adapter) attemptKey(m gateways.Outbound) string {
 }
 
 // alreadySent reports whether an earlier attempt of m reached Twilio, and
-// records its SID if so. The record is consulted on every attempt, not only
-// when the bus counts a redelivery: a disk fault can lose the consumer's
-// state (its acknowledgements and delivery counts) while the attempt record,
-// written before the call, survived — the message then comes back as a
-// "first" delivery although Twilio already has it. A missing record costs
-// one KV read.
-func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, body string) (bool, error) {
+// records its SID if so, returning it when known. The record is consulted
+// on every attempt, not only when the bus counts a redelivery: a disk fault
+// can lose the consumer's state (its acknowledgements and delivery counts)
+// while the attempt record, written before the call, survived — the message
+// then comes back as a "first" delivery although Twilio already has it. A
+// missing record costs one KV read.
+func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, body string) (sid string, sent bool, err error) {
 	e, err := a.msgs.Get(ctx, a.attemptKey(m))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return false, nil
+		return "", false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("reading the attempt record: %w", err)
+		return "", false, fmt.Errorf("reading the attempt record: %w", err)
 	}
 	var rec attempt
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return false, nil // unreadable: behave as if there were none
+		return "", false, nil // unreadable: behave as if there were none
 	}
 	if rec.SID != "" {
 		a.log.Info("redelivered message was already accepted by Twilio; not sending it again", "id", m.ID, "sid", rec.SID)
-		return true, nil
+		return rec.SID, true, nil
 	}
 	// The earlier request may still be in flight at Twilio (our client gave
 	// up, the server did not): wait until it must have finished, else the
@@ -95,19 +95,19 @@ func (a *Adapter) alreadySent(ctx context.Context, m gateways.Outbound, from, bo
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return false, fmt.Errorf("waiting for an earlier attempt to settle: %w", ctx.Err())
+			return "", false, fmt.Errorf("waiting for an earlier attempt to settle: %w", ctx.Err())
 		}
 	}
-	sid, err := a.findSent(ctx, m, rec, from, body)
+	sid, err = a.findSent(ctx, m, rec, from, body)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
 	if sid == "" {
-		return false, nil
+		return "", false, nil
 	}
 	a.log.Info("an earlier attempt with an unknown outcome did reach Twilio; not sending again", "id", m.ID, "sid", sid)
 	a.recordSent(ctx, m, sid)
-	return true, nil
+	return sid, true, nil
 }
 
 // findSent looks for the message at Twilio: same From and To, same body,

@@ -5,11 +5,12 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"sync"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/gatewaytest"
 	"github.com/xmppgw/xmppgw/gateways/twilio"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
@@ -19,40 +20,25 @@ const (
 	contact = "+15551234567"
 )
 
-// host records what the adapter hands the gateway.
-type host struct {
-	mu      sync.Mutex
-	reports []gateways.Status
-}
-
-func (h *host) Deliver(context.Context, gateways.Inbound) error   { return nil }
-func (h *host) Occupant(context.Context, gateways.Occupant) error { return nil }
-func (h *host) Report(_ context.Context, s gateways.Status) error {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.reports = append(h.reports, s)
-	return nil
-}
-
-func (h *host) Reports() []gateways.Status {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return append([]gateways.Status(nil), h.reports...)
-}
-
 // env is one adapter, started, with its webhooks served, and alice holding
 // poolNumber.
 type env struct {
 	tw   *twiliotest.Server
 	a    gateways.Adapter
-	host *host
+	host *gatewaytest.Host
 	url  string // where the webhooks are served (http.public_url)
 }
 
-func start(t *testing.T, requestTimeout time.Duration) *env {
+// setup is what an option of start may change before the adapter starts.
+type setup struct {
+	cfg  *twilio.Config
+	host gateways.Host // what the adapter is started with; e.host unless changed
+}
+
+func start(t *testing.T, requestTimeout time.Duration, opts ...func(*setup)) *env {
 	t.Helper()
 	info, _ := gateways.Lookup(twilio.ID)
-	e := &env{tw: twiliotest.Start(t, accountSID, authToken), host: &host{}}
+	e := &env{tw: twiliotest.Start(t, accountSID, authToken), host: gatewaytest.NewHost()}
 	var handler http.Handler
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { handler.ServeHTTP(w, r) }))
 	t.Cleanup(srv.Close)
@@ -62,6 +48,10 @@ func start(t *testing.T, requestTimeout time.Duration) *env {
 	cfg.Pool = []string{poolNumber}
 	cfg.MPS = 100
 	cfg.RequestTimeout = requestTimeout
+	s := &setup{cfg: cfg, host: e.host}
+	for _, o := range opts {
+		o(s)
+	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,7 +64,7 @@ func start(t *testing.T, requestTimeout time.Duration) *env {
 		t.Fatal(err)
 	}
 	handler = a.(gateways.HTTPProvider).HTTPHandler()
-	if err := a.Start(t.Context(), e.host); err != nil {
+	if err := a.Start(t.Context(), s.host); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = a.Stop(context.Background()) })
@@ -99,25 +89,34 @@ func TestRetryFindsQueuedMessage(t *testing.T) {
 	e.tw.HoldSending() // a long queue: nothing is sent during the test
 
 	ctx := t.Context()
-	if err := e.a.Send(ctx, outbound("earlier", "same words")); err != nil {
+	if _, err := e.a.Send(ctx, outbound("earlier", "same words")); err != nil {
 		t.Fatalf("earlier message: %v", err)
 	}
 	e.tw.FailNext(twiliotest.Failure{Accept: true, Delay: time.Second})
 	m := outbound("ambiguous", "same words")
-	if err := e.a.Send(ctx, m); err == nil {
+	if _, err := e.a.Send(ctx, m); err == nil {
 		t.Fatal("the first attempt succeeded although Twilio answered after request_timeout")
 	}
 	m.Attempt = 2
-	if err := e.a.Send(ctx, m); err != nil {
+	sent, err := e.a.Send(ctx, m)
+	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if got := e.tw.Messages(); len(got) != 2 || e.tw.Requests() != 2 {
-		t.Errorf("Twilio has %d messages after %d create calls, want 2 and 2: the queued message was sent again", len(got), e.tw.Requests())
+	got := e.tw.Messages()
+	if len(got) != 2 || e.tw.Requests() != 2 {
+		t.Fatalf("Twilio has %d messages after %d create calls, want 2 and 2: the queued message was sent again", len(got), e.tw.Requests())
 	}
-	if got := e.tw.Messages(); !got[len(got)-1].Sent.IsZero() {
+	if !got[1].Sent.IsZero() {
 		t.Error("the fake sent a held message: the test proves nothing")
 	}
+	// The retry settled the first attempt as sent: what it became is the
+	// message Twilio accepted then, not the identical earlier text.
+	if want := (gateways.Sent{IDs: []string{got[1].SID}, Text: "same words"}); !sameSent(sent, want) {
+		t.Errorf("the retry returned %+v, want %+v", sent, want)
+	}
 }
+
+func sameSent(a, b gateways.Sent) bool { return slices.Equal(a.IDs, b.IDs) && a.Text == b.Text }
 
 // TestRetryReadsLaterPages: the conversation went on after the attempt
 // whose answer was lost, past a page of Twilio's list; the retry reads on
@@ -128,20 +127,25 @@ func TestRetryReadsLaterPages(t *testing.T) {
 	ctx := t.Context()
 	e.tw.FailNext(twiliotest.Failure{Accept: true, Delay: time.Second})
 	m := outbound("ambiguous", "sought")
-	if err := e.a.Send(ctx, m); err == nil {
+	if _, err := e.a.Send(ctx, m); err == nil {
 		t.Fatal("the first attempt succeeded although Twilio answered after request_timeout")
 	}
 	const later = 230 // more than a page
 	for i := range later {
-		if err := e.a.Send(ctx, outbound(fmt.Sprint("later-", i), fmt.Sprint("later ", i))); err != nil {
+		if _, err := e.a.Send(ctx, outbound(fmt.Sprint("later-", i), fmt.Sprint("later ", i))); err != nil {
 			t.Fatal(err)
 		}
 	}
 	m.Attempt = 2
-	if err := e.a.Send(ctx, m); err != nil {
+	sent, err := e.a.Send(ctx, m)
+	if err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if n := len(e.tw.Messages()); n != later+1 {
-		t.Errorf("Twilio has %d messages, want %d: the retry did not find the first attempt", n, later+1)
+	msgs := e.tw.Messages()
+	if len(msgs) != later+1 {
+		t.Fatalf("Twilio has %d messages, want %d: the retry did not find the first attempt", len(msgs), later+1)
+	}
+	if want := (gateways.Sent{IDs: []string{msgs[0].SID}, Text: "sought"}); !sameSent(sent, want) {
+		t.Errorf("the retry returned %+v, want %+v", sent, want)
 	}
 }

@@ -39,7 +39,8 @@ type Config struct {
 	RequestTimeout time.Duration `koanf:"request_timeout"`
 	// CorrectionPrefix starts the SMS that carries a correction (XEP-0308):
 	// a phone cannot edit a text, so it gets the corrected text as a new
-	// one, marked the way people mark corrections by hand.
+	// one, marked the way people mark corrections by hand. It counts
+	// towards max_segments; empty sends the corrected text unmarked.
 	CorrectionPrefix string `koanf:"correction_prefix"`
 }
 

@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/internal/tapback"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
 
@@ -101,6 +104,36 @@ type recordingHost struct {
 	mu        sync.Mutex
 	delivered []gateways.Inbound
 	reported  []gateways.Status
+	reacted   []gateways.InboundReaction
+}
+
+// fuzzRecent is alice's one recent message to every contact, so that a
+// phone's reaction quoting it is one.
+var fuzzRecent = gateways.RecentMessage{ID: "stanza-1", NetworkIDs: []string{fuzzSentSID}, Text: "See you at 7"}
+
+func (h *recordingHost) Recent(context.Context, string, string) ([]gateways.RecentMessage, error) {
+	return []gateways.RecentMessage{fuzzRecent}, nil
+}
+
+func (h *recordingHost) React(_ context.Context, x gateways.InboundReaction) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reacted = append(h.reacted, x)
+	return nil
+}
+
+// Retract, Mark and Type: SMS has none of them, so the adapter must never
+// call these.
+func (h *recordingHost) Retract(context.Context, gateways.InboundRetraction) error {
+	panic("Retract called by the SMS adapter")
+}
+
+func (h *recordingHost) Mark(context.Context, gateways.InboundMarker) error {
+	panic("Mark called by the SMS adapter")
+}
+
+func (h *recordingHost) Type(context.Context, gateways.InboundTyping) error {
+	panic("Type called by the SMS adapter")
 }
 
 func (h *recordingHost) Deliver(_ context.Context, m gateways.Inbound) error {
@@ -122,10 +155,10 @@ func (h *recordingHost) Report(_ context.Context, s gateways.Status) error {
 	return nil
 }
 
-func (h *recordingHost) counts() (delivered, reported int) {
+func (h *recordingHost) counts() (delivered, reported, reacted int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return len(h.delivered), len(h.reported)
+	return len(h.delivered), len(h.reported), len(h.reacted)
 }
 
 const (
@@ -215,6 +248,17 @@ func FuzzWebhook(f *testing.F) {
 			"MediaUrl1", "https://evil.example/x", "MediaContentType1", "text/html")...), false},
 		{form(append(inbound, "NumMedia", "99999999999999999999", "MediaUrl0", "x")...), false},
 		{form(append(inbound, "NumMedia", "-1")...), false},
+		// A phone's reactions to alice's recent message, and texts that
+		// only look like one.
+		{form(append(inbound, "Body", "Liked “See you at 7”", "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", `Removed a heart from "See you…`, "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", "Reacted 🥹 to “See you at 7”")...), false},
+		{form(append(inbound, "Body", "Liked “See you at 8”", "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", "Liked “* See you at 7”", "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", "Loved “> Are we on?\nSee you at 7”", "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", "Loved “> Are we on? See you at 7”", "NumMedia", "0")...), false},
+		{form(append(inbound, "Body", "Liked “See you at 7”", "NumMedia", "1",
+			"MediaUrl0", "https://api.twilio.com/2010-04-01/Accounts/"+fuzzSID+"/Messages/MM1/Media/ME1", "MediaContentType0", "image/png")...), false},
 		{form("AccountSid", fuzzSID, "MessageSid", "SM2", "From", "ACME Bank", "To", "+15550000000", "Body", "nobody's"), false},
 		{form("AccountSid", fuzzSID, "MessageSid", "SM3", "From", "12345", "To", "+1.*>"), false},
 		{form("AccountSid", fuzzSID, "From", "+15551230001", "To", fuzzNumber), false},
@@ -255,9 +299,9 @@ func FuzzWebhook(f *testing.F) {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		req.Header.Set("X-Twilio-Signature", twiliotest.Sign(fuzzToken, fuzzPublicURL+path, first))
 		w := httptest.NewRecorder()
-		d0, r0 := host.counts()
+		d0, r0, x0 := host.counts()
 		handler.ServeHTTP(w, req)
-		d1, r1 := host.counts()
+		d1, r1, x1 := host.counts()
 
 		code, answer := w.Code, w.Body.String()
 		if !webhookStatuses[code] {
@@ -270,8 +314,8 @@ func FuzzWebhook(f *testing.F) {
 			t.Fatalf("%s %q: a webhook for another account answered %d", path, body, code)
 		}
 		if status {
-			if d1 != d0 {
-				t.Fatalf("a status callback delivered a message: %q", body)
+			if d1 != d0 || x1 != x0 {
+				t.Fatalf("a status callback delivered a message or a reaction: %q", body)
 			}
 			if r1 != r0 {
 				if r1 != r0+1 || code != http.StatusNoContent {
@@ -290,20 +334,45 @@ func FuzzWebhook(f *testing.F) {
 			t.Fatalf("an inbound message made a report: %q", body)
 		}
 		if code != http.StatusOK {
-			if d1 != d0 {
+			if d1 != d0 || x1 != x0 {
 				t.Fatalf("inbound %q answered %d but was delivered", body, code)
 			}
 			return
 		}
 		sid := values.Get("MessageSid")
 		if sid == "" || values.Get("From") == "" || values.Get("To") != fuzzNumber {
-			if d1 != d0 {
+			if d1 != d0 || x1 != x0 {
 				t.Fatalf("inbound %q delivered though it is not for alice", body)
 			}
 			return
 		}
-		if d1 != d0+1 {
-			t.Fatalf("inbound %q: 200 after %d deliveries, want 1", body, d1-d0)
+		if d1-d0+x1-x0 != 1 {
+			t.Fatalf("inbound %q: 200 after %d deliveries and %d reactions, want 1 in all", body, d1-d0, x1-x0)
+		}
+		// A reaction exactly when the body is a phone's reaction quoting
+		// alice's recent message, and no media came with it.
+		n, _ := strconv.Atoi(values.Get("NumMedia"))
+		r, isReaction := tapback.Parse(values.Get("Body"))
+		isReaction = isReaction && n <= 0 && values.Get("MediaUrl0") == "" &&
+			a.match(r, []string{fuzzRecent.Text}) == 0
+		if reacted := x1 != x0; reacted != isReaction {
+			t.Fatalf("inbound %q: stored as a reaction: %v, want %v", body, reacted, isReaction)
+		}
+		if isReaction {
+			host.mu.Lock()
+			x := host.reacted[x1-1]
+			host.mu.Unlock()
+			want := gateways.InboundReaction{User: "alice@localhost", Contact: values.Get("From"), TargetXMPP: fuzzRecent.ID,
+				ProviderID: sid, Fallback: values.Get("Body")}
+			if r.Removed {
+				want.Remove = r.Emoji
+			} else {
+				want.Add = r.Emoji
+			}
+			if !reflect.DeepEqual(x, want) {
+				t.Fatalf("inbound %q: reaction %+v, want %+v", body, x, want)
+			}
+			return
 		}
 		host.mu.Lock()
 		in := host.delivered[d1-1]

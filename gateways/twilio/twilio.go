@@ -1,6 +1,46 @@
 // Package twilio is the SMS/MMS adapter: outbound messages through Twilio's
 // REST API (twilio-go), inbound messages and delivery reports through signed
 // webhooks, numbers assigned to users in the shared KV store.
+//
+// # What a phone can carry
+//
+// SMS is text (and MMS media) and nothing more, so the adapter declares
+// (gateways.FeaturesOf) corrections and replies only, and renders both as
+// text a phone shows. Reactions, retractions, read markers and typing are
+// not declared: a phone has no such thing, and the component answers a
+// reaction or a retraction with feature-not-implemented and drops markers
+// and chat states.
+//
+// A correction (XEP-0308) is a new SMS with the corrected text after
+// correction_prefix (default "* "), e.g. "* see you at 8"; the phone keeps
+// the message corrected as it was.
+//
+// A reply (XEP-0461) is the user's text under one line quoting the message
+// replied to, as the user's client quoted it:
+//
+//	> See you at 7 at the usual place
+//	Make it 8
+//
+// The quote is put on one line (line breaks and runs of spaces become one
+// space) and shortened to at most 60 characters, cut after a word when one
+// ends among its last 20, and ended with "…" when cut; in a message that is
+// otherwise GSM-7 the cut is marked "..." instead, since "…" alone would
+// switch the whole SMS to UCS-2 and more than double its segments. Without
+// a quote (a client that sent none, of a message the gateway has no text
+// of) the reply is the user's text alone. max_segments counts the SMS as
+// sent, quote or correction prefix included.
+//
+// Inbound, a phone that reacts to a message over SMS (iOS Tapbacks, Android
+// "Reacted 👍 to …") sends a text such as Liked “See you at 7”. When such a
+// text (package tapback's phrase table) quotes one of the user's recent
+// messages to that contact, it reaches the user as a XEP-0444 reaction to
+// that message, with the text as fallback; otherwise, and always for an
+// MMS, it is an ordinary message. To recognise them the adapter asks the
+// gateway to remember the text of each SMS it sends (gateways.Sent.Text),
+// as the user wrote it; a reaction to a correction or a reply is
+// recognised by the text after correction_prefix or after the quote line.
+// When a phone quotes a reply on one line, or only the start of its quote
+// line, its reaction arrives as text.
 package twilio
 
 import (
@@ -15,6 +55,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nyaruka/phonenumbers"
@@ -68,6 +109,11 @@ var (
 	_ gateways.HTTPProvider      = (*Adapter)(nil)
 	_ gateways.RegistrarProvider = (*Adapter)(nil)
 	_ gateways.AddressTranslator = (*Adapter)(nil)
+	// The features SMS carries (package documentation). Reactor,
+	// Retractor, MarkerSender and Typer must stay unimplemented:
+	// TestFeatures holds the adapter to that.
+	_ gateways.Editor  = (*Adapter)(nil)
+	_ gateways.Replier = (*Adapter)(nil)
 )
 
 // New constructs the adapter. It connects to nothing.
@@ -175,21 +221,50 @@ type sentRecord struct {
 func (a *Adapter) sidKey(sid string) string { return ID + "." + a.name + ".sid." + sid }
 
 // Send hands one message to Twilio.
-func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
+func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	return a.send(ctx, m, nil, "")
+}
+
+// Edit sends a correction: a phone cannot edit a text, so the corrected
+// text goes as a new SMS, after correction_prefix. It is a message of its
+// own (e.Outbound's ID and Key) for attempts and delivery reports.
+func (a *Adapter) Edit(ctx context.Context, e gateways.Edit) (gateways.Sent, error) {
+	return a.send(ctx, e.Outbound, func(body string) string {
+		if strings.TrimSpace(body) == "" {
+			return body // media alone: nothing to mark
+		}
+		return a.cfg.CorrectionPrefix + body
+	}, "the correction prefix")
+}
+
+// SendReply sends a reply: the user's text under a one-line quote of the
+// message replied to (renderReply).
+func (a *Adapter) SendReply(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	quote := ""
+	if m.ReplyTo != nil {
+		quote = m.ReplyTo.Text
+	}
+	return a.send(ctx, m, func(body string) string { return renderReply(quote, body) }, "the quote")
+}
+
+// send hands one message to Twilio, its text rendered by render (nil: as
+// written); added names what render adds, for the refusal of a message
+// over max_segments.
+func (a *Adapter) send(ctx context.Context, m gateways.Outbound, render func(string) string, added string) (gateways.Sent, error) {
 	if a.currentHost() == nil {
-		return gateways.ErrNotConnected
+		return gateways.Sent{}, gateways.ErrNotConnected
 	}
 	user := gateways.BareJID(m.From)
 	from, err := a.reg.Lookup(ctx, user)
 	if err != nil {
-		return err // KV trouble: transient
+		return gateways.Sent{}, err // KV trouble: transient
 	}
 	if from == "" {
-		return gateways.Reject(gateways.RegistrationRequired,
+		return gateways.Sent{}, gateways.Reject(gateways.RegistrationRequired,
 			"you have no phone number on %s yet: register with the gateway (in your client's service discovery) or ask an administrator to assign one", a.domain)
 	}
 	if err := checkRecipient(m.To); err != nil {
-		return err
+		return gateways.Sent{}, err
 	}
 	body := m.Body
 	var media []string
@@ -200,24 +275,39 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 			body = ""
 		}
 	}
-	if m.Replace != "" && strings.TrimSpace(body) != "" {
-		// A phone cannot edit a text: the correction goes as a new one,
-		// marked as such.
-		body = a.cfg.CorrectionPrefix + body
+	written := body
+	if render != nil {
+		body = render(body)
 	}
 	if n, enc := Segments(body); n > a.cfg.MaxSegments {
-		return gateways.Reject(gateways.NotAcceptable,
-			"the message needs %d SMS segments (%s encoding) and this gateway sends at most %d; shorten it", n, enc, a.cfg.MaxSegments)
+		what := ""
+		if body != written && added != "" {
+			what = ", with " + added
+		}
+		return gateways.Sent{}, gateways.Reject(gateways.NotAcceptable,
+			"the message needs %d SMS segments (%s encoding%s) and this gateway sends at most %d; shorten it", n, enc, what, a.cfg.MaxSegments)
 	}
-	if sent, err := a.alreadySent(ctx, m, from, body); err != nil || sent {
-		return err
+	// What the gateway remembers of the message, for the phone's reactions,
+	// which quote it (match): the text the user wrote, as the phone got it.
+	// Not the correction prefix or the quote line: what is remembered must
+	// be the message's own text, no longer than its body.
+	sent := gateways.Sent{Text: written}
+	earlier, done, err := a.alreadySent(ctx, m, from, body)
+	if err != nil {
+		return gateways.Sent{}, err
+	}
+	if done {
+		if earlier != "" {
+			sent.IDs = []string{earlier}
+		}
+		return sent, nil
 	}
 	// mps: queue behind earlier sends from this number rather than drop.
 	if err := a.limiter(from).Wait(ctx); err != nil {
-		return fmt.Errorf("waiting for the send rate of %s: %w", from, err)
+		return gateways.Sent{}, fmt.Errorf("waiting for the send rate of %s: %w", from, err)
 	}
 	if err := a.beginAttempt(ctx, m, from, body); err != nil {
-		return err
+		return gateways.Sent{}, err
 	}
 	params := &openapi.CreateMessageParams{}
 	params.SetTo(m.To)
@@ -243,9 +333,75 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) error {
 	a.endAttempt(settle, m, sid, err)
 	cancel()
 	if err != nil {
-		return classify(err)
+		return gateways.Sent{}, classify(err)
 	}
-	return nil
+	if sid != "" {
+		sent.IDs = []string{sid}
+	}
+	return sent, nil
+}
+
+// maxQuote is the longest quote line of a reply, in characters, without
+// its "> ".
+const maxQuote = 60
+
+// renderReply puts text under a one-line quote (package documentation):
+//
+//	> quote, at most maxQuote characters…
+//	text
+//
+// An empty quote leaves text alone; an empty text (a reply that is media
+// only) leaves the quote line alone.
+func renderReply(quote, text string) string {
+	q := strings.Join(strings.Fields(quote), " ")
+	if q == "" {
+		return text
+	}
+	ellipsis := "…"
+	if _, enc := Segments(q + text); enc == "GSM-7" {
+		ellipsis = "..." // "…" is not GSM-7: it would make the SMS UCS-2
+	}
+	line := "> " + shorten(q, maxQuote, ellipsis)
+	if text == "" {
+		return line
+	}
+	return line + "\n" + text
+}
+
+// shorten returns s if it has at most limit characters, else a prefix of
+// it and ellipsis, limit characters in all: cut after a word when one ends
+// within the last 20 characters kept, never inside a character sequence
+// (before a combining mark, a variation selector or a skin tone, or
+// after a zero-width joiner).
+func shorten(s string, limit int, ellipsis string) string {
+	rs := []rune(s)
+	if len(rs) <= limit {
+		return s
+	}
+	n := limit - len([]rune(ellipsis))
+	if sp := lastSpace(rs[:n+1], n-20); sp > 0 {
+		n = sp // the space itself may be the one after the last word kept
+	}
+	for n > 0 && (continues(rs[n]) || rs[n-1] == '\u200d') {
+		n--
+	}
+	return strings.TrimRight(string(rs[:n]), " ") + ellipsis
+}
+
+// lastSpace is the index of the last space in rs at or after from, or -1.
+func lastSpace(rs []rune, from int) int {
+	for i := len(rs) - 1; i >= max(from, 0); i-- {
+		if rs[i] == ' ' {
+			return i
+		}
+	}
+	return -1
+}
+
+// continues: r belongs to the character before it.
+func continues(r rune) bool {
+	return unicode.Is(unicode.M, r) || r == '\u200d' || r == '\ufe0f' || r == '\u20e3' ||
+		(r >= 0x1F3FB && r <= 0x1F3FF) || (r >= 0xE0020 && r <= 0xE007F)
 }
 
 // create sends one message (see withContext).

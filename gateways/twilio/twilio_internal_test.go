@@ -204,3 +204,35 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestShorten: a reply's quote is cut to its limit without splitting a
+// character a reader sees as one (an emoji sequence, a letter and its
+// accent), after a word when one ends near the cut.
+func TestShorten(t *testing.T) {
+	a57 := strings.Repeat("a", 57)
+	tests := []struct {
+		name, in, ellipsis, want string
+	}{
+		{"short enough", "See you at 7", "…", "See you at 7"},
+		{"exactly the limit", strings.Repeat("b", 60), "…", strings.Repeat("b", 60)},
+		{"hard cut", strings.Repeat("b", 61), "…", strings.Repeat("b", 59) + "…"},
+		{"hard cut, three dots", strings.Repeat("b", 61), "...", strings.Repeat("b", 57) + "..."},
+		{"after a word", strings.Repeat("b", 50) + " cdefghijklmnop", "…", strings.Repeat("b", 50) + "…"},
+		{"a space right at the cut", strings.Repeat("b", 59) + " c", "…", strings.Repeat("b", 59) + "…"},
+		{"zero-width joiner sequence", a57 + "👩\u200d👩\u200d👧bbbb", "…", a57 + "…"},
+		{"skin tone", strings.Repeat("a", 58) + "👍🏽bbb", "…", strings.Repeat("a", 58) + "…"},
+		{"combining accent", strings.Repeat("a", 58) + "e\u0301bbb", "…", strings.Repeat("a", 58) + "…"},
+		{"keycap", strings.Repeat("a", 57) + "1\ufe0f\u20e3bb", "…", strings.Repeat("a", 57) + "…"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := shorten(tt.in, 60, tt.ellipsis)
+			if got != tt.want {
+				t.Errorf("shorten(%q) =\n%q, want\n%q", tt.in, got, tt.want)
+			}
+			if n := len([]rune(got)); n > 60 {
+				t.Errorf("shorten(%q) has %d characters", tt.in, n)
+			}
+		})
+	}
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/internal/tapback"
 )
 
 const (
@@ -83,13 +84,21 @@ func (a *Adapter) signed(next func(http.ResponseWriter, *http.Request)) http.Han
 }
 
 // inbound stores an incoming message on the bus, then answers 200: once
-// Twilio has its 200 it will not send the message again.
+// Twilio has its 200 it will not send the message again. A phone's
+// rendering of a reaction to one of the user's recent messages is stored
+// as that reaction instead (phoneReaction); it is deduplicated by the same
+// MessageSid.
 func (a *Adapter) inbound(w http.ResponseWriter, r *http.Request) {
 	f := r.PostForm
 	sid := f.Get("MessageSid")
 	from, to := f.Get("From"), f.Get("To")
 	if sid == "" || from == "" || to == "" {
 		http.Error(w, "MessageSid, From and To are required", http.StatusBadRequest)
+		return
+	}
+	h := a.currentHost()
+	if h == nil { // stopped since signed looked
+		http.Error(w, "gateway starting or stopping", http.StatusServiceUnavailable)
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
@@ -123,8 +132,15 @@ func (a *Adapter) inbound(w http.ResponseWriter, r *http.Request) {
 		}
 		in.Media = append(in.Media, gateways.Media{URL: link, Type: ctype})
 	}
-	if err := a.currentHost().Deliver(ctx, in); err != nil {
-		a.log.Error("inbound: could not store the message on the bus", "sid", sid, "err", err)
+	store, what := func() error { return h.Deliver(ctx, in) }, "message"
+	// An MMS is never a reaction: a phone renders those as text alone.
+	if mms := n > 0 || len(in.Media) > 0 || f.Get("MediaUrl0") != ""; !mms {
+		if x, ok := a.phoneReaction(ctx, h, in); ok {
+			store, what = func() error { return h.React(ctx, x) }, "reaction"
+		}
+	}
+	if err := store(); err != nil {
+		a.log.Error("inbound: could not store the "+what+" on the bus", "sid", sid, "err", err)
 		status := http.StatusServiceUnavailable
 		if bus.IsStorageFull(err) {
 			status = http.StatusInsufficientStorage
@@ -133,6 +149,85 @@ func (a *Adapter) inbound(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeTwiML(w)
+}
+
+// recentTimeout bounds the lookup of the user's recent messages for a
+// phone's reaction, leaving the webhook time to store the message.
+const recentTimeout = 3 * time.Second
+
+// phoneReaction recognises in as a phone's text rendering of a reaction
+// (package tapback) to one of the messages the user sent the contact
+// recently, as the gateway remembers them (Sent.Text, Host.Recent). ok is
+// false for anything else, which is then an ordinary message: a text that
+// is no such rendering, one whose quote matches none of those messages
+// (older, or never sent through the gateway), or one that arrived while
+// the recent messages could not be read.
+func (a *Adapter) phoneReaction(ctx context.Context, h gateways.Host, in gateways.Inbound) (x gateways.InboundReaction, ok bool) {
+	r, ok := tapback.Parse(in.Body)
+	if !ok {
+		return x, false
+	}
+	rctx, cancel := context.WithTimeout(ctx, recentTimeout)
+	recent, err := h.Recent(rctx, in.To, in.From)
+	cancel()
+	if err != nil {
+		a.log.Warn("inbound: a reaction-like text is delivered as a message: the user's recent messages could not be read",
+			"sid", in.ProviderID, "err", err)
+		return x, false
+	}
+	texts := make([]string, len(recent))
+	for i, m := range recent {
+		texts[i] = m.Text
+	}
+	i := a.match(r, texts)
+	if i < 0 || recent[i].ID == "" {
+		return x, false
+	}
+	x = gateways.InboundReaction{
+		User: in.To, Contact: in.From, TargetXMPP: recent[i].ID,
+		ProviderID: in.ProviderID, Fallback: in.Body,
+	}
+	if r.Removed {
+		x.Remove = r.Emoji
+	} else {
+		x.Add = r.Emoji
+	}
+	a.log.Debug("inbound: a phone's reaction", "sid", in.ProviderID, "emoji", r.Emoji, "removed", r.Removed, "target", x.TargetXMPP)
+	return x, true
+}
+
+// match returns the index in texts (the user's recent messages, newest
+// first) of the message a phone's reaction quotes, or -1. The gateway
+// remembers what the user wrote (Sent.Text); the phone quotes what it got,
+// which for a correction starts with correction_prefix and for a reply
+// starts with the quote line. A quote that matches no text as it stands is
+// tried without the prefix, and without a first line that starts with ">".
+// A phone that quotes a reply without its line break, or only the start of
+// its quote line, quotes nothing the gateway can tell from the message
+// replied to: that reaction stays text.
+func (a *Adapter) match(r tapback.Reaction, texts []string) int {
+	if i := tapback.Match(r, texts); i >= 0 {
+		return i
+	}
+	q := strings.TrimSpace(r.Quote)
+	var bare []string
+	if p := strings.TrimSpace(a.cfg.CorrectionPrefix); p != "" {
+		if rest, ok := strings.CutPrefix(q, p); ok {
+			bare = append(bare, rest)
+		}
+	}
+	if strings.HasPrefix(q, ">") {
+		if _, rest, ok := strings.Cut(q, "\n"); ok {
+			bare = append(bare, rest)
+		}
+	}
+	for _, b := range bare {
+		r.Quote = b
+		if i := tapback.Match(r, texts); i >= 0 {
+			return i
+		}
+	}
+	return -1
 }
 
 // status turns delivery reports into receipts and failures.

@@ -30,7 +30,10 @@ func TestStatusBeforeRecord(t *testing.T) {
 			// Accepted at once, answered late: the callback comes first.
 			e.tw.FailNext(twiliotest.Failure{Accept: true, Delay: 500 * time.Millisecond})
 			sent := make(chan error, 1)
-			go func() { sent <- e.a.Send(t.Context(), outbound("k-"+tt.status, "hello "+tt.status)) }()
+			go func() {
+				_, err := e.a.Send(t.Context(), outbound("k-"+tt.status, "hello "+tt.status))
+				sent <- err
+			}()
 			msgs := e.tw.WaitMessages(t, i+1, 5*time.Second)
 			code, body := e.tw.PostWebhook(t, e.url+"/twilio/sms/status", e.tw.StatusCallback(msgs[i], tt.status, tt.code))
 			if code/100 != 2 {
