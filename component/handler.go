@@ -20,6 +20,7 @@ import (
 // handler serves one stream. It must not call session methods (Serve holds
 // the stream locks while it runs); replies go through w.
 func (c *Component) handler(ctx context.Context) xmpp.Handler {
+	iqs := c.iqMux(ctx)
 	return xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		// The reader starts inside the element; give the decoder its start.
 		d := xml.NewTokenDecoder(xmlstream.MultiReader(xmlstream.Token(*start), t))
@@ -31,11 +32,7 @@ func (c *Component) handler(ctx context.Context) xmpp.Handler {
 			}
 			return c.onMessage(ctx, t, &m)
 		case "iq":
-			var iq inIQ
-			if err := d.Decode(&iq); err != nil {
-				return c.undecodable(start, err)
-			}
-			return c.onIQ(ctx, t, &iq)
+			return c.onIQ(ctx, iqs, t, start)
 		case "presence":
 			var p inPresence
 			if err := d.Decode(&p); err != nil {
@@ -331,57 +328,6 @@ func (c *Component) replyMessageError(w encoder, m *inMessage, typ, cond, text s
 		Type:  "error",
 		Error: newStanzaError(typ, cond, text, c.o.Domain),
 	})
-}
-
-func (c *Component) onIQ(ctx context.Context, w encoder, iq *inIQ) error {
-	if iq.Type != "get" && iq.Type != "set" {
-		return nil // results and errors answer nothing
-	}
-	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
-	r, err := c.parseRoute(iq.From, iq.To)
-	if err != nil {
-		reply.Type = "error"
-		reply.Error = newStanzaError("modify", "jid-malformed", "invalid address: "+err.Error(), "")
-		return w.Encode(reply)
-	}
-	toContact := r.to.Localpart() != ""
-	p := iq.Payload.XMLName
-	isDisco := iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query"
-	node := iq.Payload.Node
-	switch {
-	case isDisco && node == "" && toContact && r.to.Resourcepart() == "" && c.isRoom(unescapeLocal(r.to.Localpart())):
-		reply.Payload = c.infoFor(entRoom, unescapeLocal(r.to.Localpart()))
-	case isDisco && toContact && (node == "" || c.capsNodeMatches(node, entContact)):
-		info := c.infoFor(entContact, "")
-		info.Node = node
-		reply.Payload = info
-	case isDisco && (node == "" || c.capsNodeMatches(node, entGateway)):
-		info := c.infoFor(entGateway, "")
-		info.Node = node
-		reply.Payload = info
-	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && iq.Payload.Node == "":
-		reply.Payload = discoItems{}
-	case iq.Type == "get" && p.Space == nsPing && p.Local == "ping":
-		// empty result
-	case toContact:
-		reply.Type = "error"
-		reply.Error = newStanzaError("cancel", "service-unavailable", "", "")
-	// The rest is addressed to the gateway itself.
-	case iq.Type == "get" && p.Space == nsDiscoInfo && p.Local == "query" && c.o.Registrar != nil:
-		return c.onCommandNodeInfo(w, iq, r)
-	case iq.Type == "get" && p.Space == nsDiscoItems && p.Local == "query" && c.o.Registrar != nil:
-		return c.onCommandNodeItems(w, iq, r)
-	case p.Space == nsRegister && p.Local == "query" && c.o.Registrar != nil:
-		return c.runOffReader(ctx, w, func(w encoder) error { return c.onRegister(ctx, w, iq, r) })
-	case iq.Type == "set" && p.Space == nsCommands && p.Local == "command" && c.o.Registrar != nil:
-		return c.runOffReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })
-	case p.Space == nsGateway && p.Local == "query" && c.o.Translator != nil:
-		return c.onGateway(w, iq)
-	default:
-		reply.Type = "error"
-		reply.Error = newStanzaError("cancel", "service-unavailable", "", "")
-	}
-	return w.Encode(reply)
 }
 
 // onPresence approves subscriptions to the gateway and its contacts and says
