@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"maps"
+	"mellium.im/xmpp/stanza"
 	"slices"
 	"strings"
 	"sync"
@@ -355,4 +356,13 @@ func (s *commandSessions) end(id, node, owner string) {
 	if cs, ok := s.m[id]; ok && cs.node == node && cs.owner == owner {
 		delete(s.m, id)
 	}
+}
+
+func init() {
+	handleIQ(stanza.SetIQ, xml.Name{Space: nsCommands, Local: "command"}, func(c *Component, ctx context.Context, w encoder, iq *inIQ, r route) error {
+		if c.o.Registrar == nil || r.to.Localpart() != "" {
+			return serviceUnavailable(w, iq)
+		}
+		return c.runOffReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })
+	})
 }

@@ -1,8 +1,11 @@
 package component
 
 import (
+	"context"
 	"crypto/sha1" // #nosec G505 -- XEP-0115 defines the verification string with SHA-1; it is an identifier, not a secret
 	"encoding/base64"
+	"encoding/xml"
+	"mellium.im/xmpp/stanza"
 	"sort"
 	"strings"
 )
@@ -144,4 +147,47 @@ func (c *Component) caps(on entity) *capsOut {
 func (c *Component) capsNodeMatches(node string, on entity) bool {
 	n, ver, ok := strings.Cut(node, "#")
 	return ok && n == capsNode && ver == capsVer(c.infoFor(on, ""))
+}
+
+func init() {
+	handleIQ(stanza.GetIQ, xml.Name{Space: nsDiscoInfo, Local: "query"}, (*Component).onDiscoInfo)
+	handleIQ(stanza.GetIQ, xml.Name{Space: nsDiscoItems, Local: "query"}, (*Component).onDiscoItems)
+}
+
+// onDiscoInfo answers XEP-0030 disco#info: a room, a contact, the gateway
+// (with the XEP-0115 caps nodes of each), and the commands' nodes.
+func (c *Component) onDiscoInfo(_ context.Context, w encoder, iq *inIQ, r route) error {
+	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
+	node := iq.Payload.Node
+	local := unescapeLocal(r.to.Localpart())
+	switch {
+	case node == "" && local != "" && r.to.Resourcepart() == "" && c.isRoom(local):
+		reply.Payload = c.infoFor(entRoom, local)
+	case local != "" && (node == "" || c.capsNodeMatches(node, entContact)):
+		info := c.infoFor(entContact, "")
+		info.Node = node
+		reply.Payload = info
+	case local != "":
+		return serviceUnavailable(w, iq)
+	case node == "" || c.capsNodeMatches(node, entGateway):
+		info := c.infoFor(entGateway, "")
+		info.Node = node
+		reply.Payload = info
+	case c.o.Registrar != nil:
+		return c.onCommandNodeInfo(w, iq, r)
+	default:
+		return serviceUnavailable(w, iq)
+	}
+	return w.Encode(reply)
+}
+
+// onDiscoItems answers XEP-0030 disco#items: nothing, or the commands.
+func (c *Component) onDiscoItems(_ context.Context, w encoder, iq *inIQ, r route) error {
+	switch {
+	case iq.Payload.Node == "":
+		return w.Encode(outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result", Payload: discoItems{}})
+	case r.to.Localpart() == "" && c.o.Registrar != nil:
+		return c.onCommandNodeItems(w, iq, r)
+	}
+	return serviceUnavailable(w, iq)
 }

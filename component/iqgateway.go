@@ -1,7 +1,9 @@
 package component
 
 import (
+	"context"
 	"encoding/xml"
+	"mellium.im/xmpp/stanza"
 )
 
 // gatewayQuery is XEP-0100 §6.3 jabber:iq:gateway, both answers: desc and
@@ -35,4 +37,15 @@ func (c *Component) onGateway(w encoder, iq *inIQ) error {
 	}
 	reply.Payload = gatewayQuery{JID: j.String()}
 	return w.Encode(reply)
+}
+
+func init() {
+	for _, typ := range []stanza.IQType{stanza.GetIQ, stanza.SetIQ} {
+		handleIQ(typ, xml.Name{Space: nsGateway, Local: "query"}, func(c *Component, _ context.Context, w encoder, iq *inIQ, r route) error {
+			if c.o.Translator == nil || r.to.Localpart() != "" {
+				return serviceUnavailable(w, iq)
+			}
+			return c.onGateway(w, iq)
+		})
+	}
 }

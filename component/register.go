@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"encoding/xml"
+	"mellium.im/xmpp/stanza"
 	"strings"
 	"time"
 )
@@ -180,4 +181,15 @@ func (c *Component) chooseQuery(ch AddressChooser, address string) registerQuery
 		},
 	}
 	return q
+}
+
+func init() {
+	for _, typ := range []stanza.IQType{stanza.GetIQ, stanza.SetIQ} {
+		handleIQ(typ, xml.Name{Space: nsRegister, Local: "query"}, func(c *Component, ctx context.Context, w encoder, iq *inIQ, r route) error {
+			if c.o.Registrar == nil || r.to.Localpart() != "" {
+				return serviceUnavailable(w, iq)
+			}
+			return c.runOffReader(ctx, w, func(w encoder) error { return c.onRegister(ctx, w, iq, r) })
+		})
+	}
 }
