@@ -309,7 +309,7 @@ func TestPhoneReactions(t *testing.T) {
 				if p.removed {
 					want.Remove = p.emoji
 				} else {
-					want.Add = p.emoji
+					want.Full, want.Emoji = true, []string{p.emoji}
 				}
 				if !reflect.DeepEqual(got[before], want) {
 					t.Errorf("host.React got\n%+v\nwant\n%+v", got[before], want)

@@ -367,7 +367,7 @@ func FuzzWebhook(f *testing.F) {
 			if r.Removed {
 				want.Remove = r.Emoji
 			} else {
-				want.Add = r.Emoji
+				want.Full, want.Emoji = true, []string{r.Emoji}
 			}
 			if !reflect.DeepEqual(x, want) {
 				t.Fatalf("inbound %q: reaction %+v, want %+v", body, x, want)

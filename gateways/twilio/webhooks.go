@@ -187,10 +187,13 @@ func (a *Adapter) phoneReaction(ctx context.Context, h gateways.Host, in gateway
 		User: in.To, Contact: in.From, TargetXMPP: recent[i].ID,
 		ProviderID: in.ProviderID, Fallback: in.Body,
 	}
+	// A phone keeps one reaction per person and message: a new one
+	// replaces the earlier (a Tapback changed from 👍 to ❤️ arrives as
+	// "Loved “…”" alone), and a removal takes away the one it names.
 	if r.Removed {
 		x.Remove = r.Emoji
 	} else {
-		x.Add = r.Emoji
+		x.Full, x.Emoji = true, []string{r.Emoji}
 	}
 	a.log.Debug("inbound: a phone's reaction", "sid", in.ProviderID, "emoji", r.Emoji, "removed", r.Removed, "target", x.TargetXMPP)
 	return x, true
