@@ -308,3 +308,107 @@ func TestTypingCostsNoWrites(t *testing.T) {
 		t.Errorf("the sandbox answered %d of %d composing notifications; ephemeral events are dropped only on failure", answered(), events/2)
 	}
 }
+
+// TestConversationsSMS: the issue-3 Twilio config, unchanged; SMS declares
+// corrections and replies only, and phones' reactions in text become
+// XEP-0444 reactions on the user's message they quote.
+func TestConversationsSMS(t *testing.T) {
+	t.Parallel()
+	e := startSMS(t)
+	tw, alice := e.tw, e.alice
+	sent := 0
+	nextSMS := func(t *testing.T) string {
+		t.Helper()
+		sent++
+		return tw.WaitMessages(t, sent, wait)[sent-1].Body
+	}
+
+	t.Run("disco lists exactly the declared features", func(t *testing.T) {
+		got := discoFeatures(t, alice, friendJID)
+		for _, f := range []string{"urn:xmpp:message-correct:0", "urn:xmpp:reply:0"} {
+			if !slices.Contains(got, f) {
+				t.Errorf("disco#info of %s lacks %s: %v", friendJID, f, got)
+			}
+		}
+		for _, f := range []string{"urn:xmpp:reactions:0", "urn:xmpp:message-retract:1", "urn:xmpp:chat-markers:0", "http://jabber.org/protocol/chatstates"} {
+			if slices.Contains(got, f) {
+				t.Errorf("disco#info of %s lists %s, which SMS cannot carry: %v", friendJID, f, got)
+			}
+		}
+	})
+
+	t.Run("correction reaches the phone with the prefix", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='sms-m1'><body>See you at 7</body></message>`)
+		if got := nextSMS(t); got != "See you at 7" {
+			t.Fatalf("sent %q", got)
+		}
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='sms-m1c'><body>See you at 8</body><replace id='sms-m1' xmlns='urn:xmpp:message-correct:0'/></message>`)
+		if got := nextSMS(t); got != "* See you at 8" {
+			t.Errorf("correction sent as %q, want %q", got, "* See you at 8")
+		}
+	})
+
+	t.Run("reply under a quote", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='sms-m2'><body>&gt; Are we still on?
+Yes!</body><reply id='xg-SMx' xmlns='urn:xmpp:reply:0'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='19'/></fallback></message>`)
+		if got := nextSMS(t); got != "> Are we still on?\nYes!" {
+			t.Errorf("reply sent as %q", got)
+		}
+	})
+
+	t.Run("retraction is refused and never reaches the phone", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='sms-x1'><retract id='sms-m1' xmlns='urn:xmpp:message-retract:1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>/me retracted a previous message, but it's unsupported by your client.</body></message>`)
+		s := errorFor(t, alice, "sms-x1")
+		if s.ErrorCondition != "feature-not-implemented" || !strings.Contains(s.ErrorText, "SMS") || !strings.Contains(s.ErrorText, "unsend") {
+			t.Errorf("retraction: %s %q, want feature-not-implemented saying SMS cannot unsend", s.ErrorCondition, s.ErrorText)
+		}
+		alice.SendRaw(t, `<message to='`+friendJID+`' type='chat' id='sms-r1'><reactions id='sms-m1' xmlns='urn:xmpp:reactions:0'><reaction>👍</reaction></reactions><body>👍</body><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reactions:0'/></message>`)
+		if s := errorFor(t, alice, "sms-r1"); s.ErrorCondition != "feature-not-implemented" {
+			t.Errorf("reaction: %s, want feature-not-implemented", s.Raw)
+		}
+		// Nothing of either reached Twilio: the next SMS is the next message.
+		alice.SendChat(t, friendJID, "after the refusals")
+		if got := nextSMS(t); got != "after the refusals" {
+			t.Errorf("a refused feature reached the phone as %q", got)
+		}
+	})
+
+	t.Run("phones' reactions", func(t *testing.T) {
+		long := "This is a long message about the plans for the weekend that a phone will cut when it quotes it"
+		phrases := []struct{ text, body, emoji string }{
+			{"Are you coming to dinner", `Liked “Are you coming to dinner”`, "👍"},
+			{"I got the tickets", `Loved "I got the tickets"`, "❤️"},
+			{"The cat sat on the keyboard", `Laughed at “The cat sat on the keyboard”`, "😂"},
+			{"Don't forget the keys", `Emphasized “Don’t forget the keys”`, "‼️"},
+			{"Meet at the station", `Questioned “Meet at the station”`, "❓"},
+			{"It will rain all day", `Disliked “It will rain all day”`, "👎"},
+			{long, `Loved “This is a long message about the plans for the…”`, "❤️"},
+			{"Pizza tonight?", `Reacted 🍕 to “Pizza tonight?”`, "🍕"},
+		}
+		for i, p := range phrases {
+			alice.SendRaw(t, fmt.Sprintf(`<message to='%s' type='chat' id='sms-p%d'><body>%s</body></message>`, friendJID, i, p.text))
+			if got := nextSMS(t); got != p.text {
+				t.Fatalf("sent %q, want %q", got, p.text)
+			}
+		}
+		for i, p := range phrases {
+			params := tw.InboundSMS(friend, aliceNum, p.body)
+			if code, body := tw.PostWebhook(t, e.webhook("sms"), params); code != http.StatusOK {
+				t.Fatalf("webhook %q: %d %s", p.body, code, body)
+			}
+			id := fmt.Sprintf("sms-p%d", i)
+			got := waitConv(t, alice, friendJID, func(m conv) bool { return m.Reactions != nil && m.Reactions.ID == id })
+			if !sameSet(got.Reactions.Reactions, []string{p.emoji}) {
+				t.Errorf("%q: reactions %v on %s, want [%s]", p.body, got.Reactions.Reactions, id, p.emoji)
+			}
+		}
+		// The removal form takes it away; a quote of nothing sent arrives
+		// as text.
+		tw.PostWebhook(t, e.webhook("sms"), tw.InboundSMS(friend, aliceNum, `Removed a like from “Are you coming to dinner”`))
+		waitConv(t, alice, friendJID, func(m conv) bool {
+			return m.Reactions != nil && m.Reactions.ID == "sms-p0" && len(m.Reactions.Reactions) == 0
+		})
+		tw.PostWebhook(t, e.webhook("sms"), tw.InboundSMS(friend, aliceNum, `Liked “something alice never wrote”`))
+		chatFrom(t, alice, friendJID, `Liked “something alice never wrote”`)
+	})
+}
