@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,9 +33,10 @@ type RunnerOptions struct {
 	// Workers is how many messages are handed to the adapter at once: the
 	// gateway's max_concurrency, never exceeded. Messages
 	// of one conversation (sender, contact) always go to the same worker, so
-	// they reach the network in order — except that a message being retried
-	// after a transient failure lets later ones of its conversation pass.
-	// Default 8.
+	// they reach the network in order. A message being retried after a
+	// transient failure stays at the head of its conversation: the later
+	// ones wait behind it (an edit never reaches the network before the
+	// message it edits), while other conversations go on. Default 8.
 	Workers int
 	// MaxAttempts bounds tries for transient failures before the sender is
 	// told. Default 8.
@@ -191,25 +193,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func(q *fifo) {
 			defer wg.Done()
-			for {
-				j, ok := q.pop()
-				if !ok {
-					return
-				}
-				if workCtx.Err() != nil {
-					// Past the grace period: hand it back now so the next
-					// process need not wait for AckWait.
-					_ = j.msg.Nak()
-				} else {
-					r.handle(workCtx, j)
-				}
-				held.remove(j.msg)
-			}
+			r.work(workCtx, q, held)
 		}(queues[i])
 	}
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
-		j := job{msg: msg, stopping: ctx.Done()}
+		j := &job{msg: msg, stopping: ctx.Done()}
 		j.env, j.err = bus.Decode(msg.Data())
 		if workCtx.Err() != nil {
 			_ = j.msg.Nak() // past the grace period: redelivered to whoever runs next
@@ -295,21 +284,141 @@ func (h *heldSet) keepAlive(interval time.Duration, stop <-chan struct{}) {
 	}
 }
 
+// work runs one worker's queue until it is closed and empty. A message
+// that failed transiently is retried after its backoff by the worker
+// itself, not handed back to JetStream (which would let the later messages
+// of its conversation pass it, and redeliver out of order): its
+// conversation is parked, and the messages of that conversation that come
+// meanwhile wait behind it, in order; other conversations go on. When the
+// retried message is settled they are released, ahead of the queue. At
+// shutdown everything waiting is handed back at once.
+func (r *Runner) work(ctx context.Context, q *fifo, held *heldSet) {
+	type retry struct {
+		head  *job
+		timer *time.Timer
+	}
+	var (
+		parked   = map[string][]*job{} // conversation → jobs behind its retry
+		retrying = map[string]*retry{}
+		mu       sync.Mutex // guards exited against the timers
+		exited   bool
+	)
+	defer func() {
+		mu.Lock()
+		exited = true
+		mu.Unlock()
+		for _, rt := range retrying {
+			rt.timer.Stop()
+			_ = rt.head.msg.Nak()
+			held.remove(rt.head.msg)
+		}
+		for _, js := range parked {
+			for _, j := range js {
+				_ = j.msg.Nak()
+				held.remove(j.msg)
+			}
+		}
+		for { // re-injected by a timer as the loop ended
+			j, ok := q.tryPop()
+			if !ok {
+				return
+			}
+			_ = j.msg.Nak()
+			held.remove(j.msg)
+		}
+	}()
+	for {
+		j, ok := q.pop()
+		if !ok {
+			return
+		}
+		if ctx.Err() != nil {
+			// Past the grace period: hand it back now so the next
+			// process need not wait for AckWait.
+			_ = j.msg.Nak()
+			held.remove(j.msg)
+			continue
+		}
+		conv := conversationOf(j.env)
+		if _, waiting := retrying[conv]; waiting && conv != "" && !j.retry {
+			parked[conv] = append(parked[conv], j)
+			continue
+		}
+		delay := r.handle(ctx, j)
+		if delay > 0 && conv != "" {
+			j.retry = true
+			j.tries++
+			rt := &retry{head: j}
+			rt.timer = time.AfterFunc(delay, func() {
+				mu.Lock()
+				defer mu.Unlock()
+				if !exited {
+					q.pushFront(j)
+				}
+			})
+			retrying[conv] = rt
+			continue
+		}
+		if delay > 0 {
+			_ = j.msg.NakWithDelay(delay) // nothing to keep in order
+		}
+		held.remove(j.msg)
+		if j.retry {
+			delete(retrying, conv)
+			q.pushFront(parked[conv]...)
+			delete(parked, conv)
+		}
+	}
+}
+
+// conversationOf is the key of e's conversation; "" for an envelope that
+// did not decode.
+func conversationOf(e *bus.Envelope) string {
+	if e == nil {
+		return ""
+	}
+	return BareJID(e.User) + "\x00" + e.Contact
+}
+
 // fifo is an unbounded queue with one consumer.
 type fifo struct {
 	mu     sync.Mutex
-	items  []job
+	items  []*job
 	closed bool
 	wake   chan struct{} // capacity 1: "something changed"
 }
 
 func newFIFO() *fifo { return &fifo{wake: make(chan struct{}, 1)} }
 
-func (q *fifo) push(j job) {
+func (q *fifo) push(j *job) {
 	q.mu.Lock()
 	q.items = append(q.items, j)
 	q.mu.Unlock()
 	q.signal()
+}
+
+// pushFront puts js, in order, ahead of everything queued.
+func (q *fifo) pushFront(js ...*job) {
+	if len(js) == 0 {
+		return
+	}
+	q.mu.Lock()
+	q.items = append(slices.Clone(js), q.items...)
+	q.mu.Unlock()
+	q.signal()
+}
+
+// tryPop takes the next job without waiting.
+func (q *fifo) tryPop() (*job, bool) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if len(q.items) == 0 {
+		return nil, false
+	}
+	j := q.items[0]
+	q.items[0] = nil
+	q.items = q.items[1:]
+	return j, true
 }
 
 func (q *fifo) close() {
@@ -327,20 +436,16 @@ func (q *fifo) signal() {
 }
 
 // pop waits for the next job; false once the queue is closed and empty.
-func (q *fifo) pop() (job, bool) {
+func (q *fifo) pop() (*job, bool) {
 	for {
-		q.mu.Lock()
-		if len(q.items) > 0 {
-			j := q.items[0]
-			q.items[0] = job{}
-			q.items = q.items[1:]
-			q.mu.Unlock()
+		if j, ok := q.tryPop(); ok {
 			return j, true
 		}
+		q.mu.Lock()
 		closed := q.closed
 		q.mu.Unlock()
 		if closed {
-			return job{}, false
+			return nil, false
 		}
 		<-q.wake
 	}
@@ -352,6 +457,10 @@ type job struct {
 	err error // from decoding
 	// stopping is closed when shutdown begins (Run's context ends).
 	stopping <-chan struct{}
+	// retry: the job is being retried at the head of its conversation;
+	// tries counts the retries done in this process.
+	retry bool
+	tries int
 }
 
 // queueFor picks the worker for a message's conversation. An envelope that
@@ -368,8 +477,9 @@ func (r *Runner) queueFor(e *bus.Envelope) int {
 }
 
 // handle sends one outbound envelope and settles it: ack on success or after
-// the sender was told of a failure; delayed nak for a retry.
-func (r *Runner) handle(ctx context.Context, j job) {
+// the sender was told of a failure. After a transient failure it returns
+// the backoff before the next attempt, leaving the message unsettled.
+func (r *Runner) handle(ctx context.Context, j *job) (retryAfter time.Duration) {
 	msg, e, err := j.msg, j.env, j.err
 	if errors.Is(err, bus.ErrUnknownKind) && e != nil {
 		// From a newer component (a rolling upgrade): its sender is told,
@@ -404,6 +514,7 @@ func (r *Runner) handle(ctx context.Context, j job) {
 	if md, err := msg.Metadata(); err == nil {
 		attempt = int(md.NumDelivered)
 	}
+	attempt += j.tries
 	var send func(context.Context) error
 	switch e.Kind {
 	case bus.KindMessage:
@@ -480,8 +591,9 @@ func (r *Runner) handle(ctx context.Context, j job) {
 		delay := backoff.Delay(r.o.RetryBase, r.o.RetryMax, attempt)
 		r.log.Warn("send failed; will retry", "id", e.ID, "attempt", attempt, "retry_in", delay.Round(time.Millisecond), "err", err)
 		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Retried)
-		_ = msg.NakWithDelay(delay)
+		return delay
 	}
+	return 0
 }
 
 // storeWritable waits while the bus's store cannot write (a failed disk):

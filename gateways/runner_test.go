@@ -620,6 +620,60 @@ func TestRunnerKeepsConversationOrder(t *testing.T) {
 	}
 }
 
+// TestRunnerRetryHoldsItsConversation: a message retried after a transient
+// failure stays at the head of its conversation (a correction must not
+// reach the network before the message it corrects), while another
+// conversation on the same worker goes on meanwhile.
+func TestRunnerRetryHoldsItsConversation(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	var once sync.Once
+	a := &scriptAdapter{send: func(ctx context.Context, n int, m gateways.Outbound) error {
+		if m.ID == "m1" && m.Attempt < 3 {
+			return errNetwork // retried, twice
+		}
+		if m.ID == "other" {
+			once.Do(func() { close(release) })
+		}
+		return nil
+	}}
+	// One worker: both conversations share it, so the other one passing
+	// shows the worker is not blocked by the retry.
+	h := startRunner(t, a, func(o *gateways.RunnerOptions) { o.Workers = 1; o.RetryBase = 200 * time.Millisecond })
+	h.publish(sender, contact, &bus.Message{ID: "m1", Body: "hi"})
+	h.publish(sender, contact, &bus.Message{ID: "m1-fix", Body: "hi!", Replace: "m1"})
+	h.publish(sender, contact, &bus.Message{ID: "m2", Body: "and more"})
+	h.publish("bob@localhost/laptop", contact, &bus.Message{ID: "other", Body: "meanwhile"})
+	select {
+	case <-release:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the other conversation waited behind the retry")
+	}
+	waitCalls(t, a, 6)
+	h.waitSettled()
+	var order []string
+	for _, c := range a.Calls() {
+		if c.From == sender {
+			order = append(order, fmt.Sprintf("%s#%d", c.ID, c.Attempt))
+		}
+	}
+	if want := []string{"m1#1", "m1#2", "m1#3", "m1-fix#1", "m2#1"}; !slices.Equal(order, want) {
+		t.Errorf("the conversation's sends: %v, want %v (the retried message first, the rest after it)", order, want)
+	}
+	var otherAt, retriedAt int
+	for i, c := range a.Calls() {
+		switch {
+		case c.ID == "other":
+			otherAt = i
+		case c.ID == "m1" && c.Attempt == 3:
+			retriedAt = i
+		}
+	}
+	if otherAt > retriedAt {
+		t.Errorf("the other conversation was sent after the retry (call %d > %d): it waited", otherAt, retriedAt)
+	}
+}
+
 func TestRunnerStopsCleanly(t *testing.T) {
 	b := bustest.Open(t)
 	run := func(id string) *scriptAdapter {
