@@ -53,7 +53,7 @@ func init() {
 	register(nsDiscoItems, entGateway, nil)
 	register(nsPing, entGateway|entContact, nil)
 	register(nsRegister, entGateway, func(c *Component) bool { return c.o.Registrar != nil })
-	register(nsCommands, entGateway, func(c *Component) bool { return c.o.Registrar != nil })
+	register(nsCommands, entGateway, func(c *Component) bool { return len(c.commands) > 0 })
 	register(nsGateway, entGateway, func(c *Component) bool { return c.o.Translator != nil })
 	register(nsMUC, entGateway|entRoom, func(c *Component) bool { return c.o.IsRoom != nil })
 	register(nsReceipts, entGateway|entContact, func(c *Component) bool { return c.o.Receipts })
@@ -168,12 +168,12 @@ func (c *Component) onDiscoInfo(_ context.Context, w encoder, iq *inIQ, r route)
 		info.Node = node
 		reply.Payload = info
 	case local != "":
-		return serviceUnavailable(w, iq)
+		return replyIQError(w, iq, iqError("item-not-found", "no such node"))
 	case node == "" || c.capsNodeMatches(node, entGateway):
 		info := c.infoFor(entGateway, "")
 		info.Node = node
 		reply.Payload = info
-	case c.o.Registrar != nil:
+	case len(c.commands) > 0:
 		return c.onCommandNodeInfo(w, iq, r)
 	default:
 		return serviceUnavailable(w, iq)
@@ -186,7 +186,7 @@ func (c *Component) onDiscoItems(_ context.Context, w encoder, iq *inIQ, r route
 	switch {
 	case iq.Payload.Node == "":
 		return w.Encode(outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result", Payload: discoItems{}})
-	case r.to.Localpart() == "" && c.o.Registrar != nil:
+	case r.to.Localpart() == "" && len(c.commands) > 0:
 		return c.onCommandNodeItems(w, iq, r)
 	}
 	return serviceUnavailable(w, iq)
