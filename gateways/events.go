@@ -39,7 +39,10 @@ func (r *Runner) tooOld(what string) error {
 
 // sendMessage sends an outbound message through the interface its
 // features call for, and records the ids it became.
-func (r *Runner) sendMessage(ctx context.Context, e *bus.Envelope, out Outbound) error {
+//
+// The returned channel carries the outcome of recording the network ids
+// (ids.go), which is written while the caller acknowledges the message.
+func (r *Runner) sendMessage(ctx context.Context, e *bus.Envelope, out Outbound) (<-chan error, error) {
 	var (
 		sent Sent
 		err  error
@@ -54,10 +57,10 @@ func (r *Runner) sendMessage(ctx context.Context, e *bus.Envelope, out Outbound)
 		target, lerr := r.ids.toNetwork(lctx, out.From, out.To, e.Message.Replace)
 		cancel()
 		if errors.Is(lerr, errNoRecord) {
-			return r.tooOld("correct")
+			return nil, r.tooOld("correct")
 		}
 		if lerr != nil {
-			return lerr // the store: transient
+			return nil, lerr // the store: transient
 		}
 		sent, err = ed.Edit(ctx, Edit{Outbound: out, Target: target})
 		// What the correction became counts as the corrected message:
@@ -74,7 +77,7 @@ func (r *Runner) sendMessage(ctx context.Context, e *bus.Envelope, out Outbound)
 			}
 			out.ReplyTo = &target
 		case !errors.Is(lerr, errNoRecord):
-			return lerr
+			return nil, lerr
 		}
 		// Unknown to the map: still a reply, with the client's quote.
 		sent, err = rp.SendReply(ctx, out)
@@ -83,16 +86,18 @@ func (r *Runner) sendMessage(ctx context.Context, e *bus.Envelope, out Outbound)
 		sent, err = r.o.Adapter.Send(ctx, out)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
-	defer cancel()
-	if rerr := r.ids.record(rctx, out.From, out.To, recordAs, sent); rerr != nil {
-		// Sent, so not retried: a later reference to it will be refused
-		// as unknown.
-		r.log.Warn("message sent, but its network ids were not recorded; corrections and reactions of it will be refused", "id", e.ID, "err", rerr)
+	if len(sent.IDs) == 0 && sent.Text == "" {
+		return nil, nil // nothing to record
 	}
-	return nil
+	done := make(chan error, 1)
+	go func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), lookupTimeout)
+		defer cancel()
+		done <- r.ids.record(rctx, out.From, out.To, recordAs, sent)
+	}()
+	return done, nil
 }
 
 // react hands the user's reaction set to a Reactor.

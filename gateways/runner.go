@@ -515,7 +515,13 @@ func (r *Runner) handle(ctx context.Context, j *job) (retryAfter time.Duration) 
 		attempt = int(md.NumDelivered)
 	}
 	attempt += j.tries
-	var send func(context.Context) error
+	var (
+		send func(context.Context) error
+		// recorded: the id map's write of what was sent, which runs
+		// beside the acknowledgement (two stores' fsyncs in parallel, not
+		// one after the other).
+		recorded <-chan error
+	)
 	switch e.Kind {
 	case bus.KindMessage:
 		out, ref := r.outbound(e, attempt)
@@ -523,7 +529,11 @@ func (r *Runner) handle(ctx context.Context, j *job) (retryAfter time.Duration) 
 			r.fail(ctx, msg, e, ref)
 			return
 		}
-		send = func(ctx context.Context) error { return r.sendMessage(ctx, e, out) }
+		send = func(ctx context.Context) error {
+			var err error
+			recorded, err = r.sendMessage(ctx, e, out)
+			return err
+		}
 	case bus.KindReaction:
 		send = func(ctx context.Context) error { return r.react(ctx, e) }
 	case bus.KindRetraction:
@@ -571,6 +581,13 @@ func (r *Runner) handle(ctx context.Context, j *job) (retryAfter time.Duration) 
 			r.log.Warn("ack after send", "id", e.ID, "err", err)
 		}
 		cancel()
+		if recorded != nil {
+			if err := <-recorded; err != nil {
+				// Sent, so not retried: a later reference to it will be
+				// refused as unknown.
+				r.log.Warn("message sent, but its network ids were not recorded; corrections and reactions of it will be refused", "id", e.ID, "err", err)
+			}
+		}
 		if fault := r.o.Bus.StoreFault(); fault != nil {
 			r.log.Warn("message sent as the store failed; its acknowledgement may not be recorded, so it may be handed to the adapter again after the repair",
 				"id", e.ID, "err", fault)
