@@ -31,18 +31,19 @@ type adhocCommand struct {
 	run        func(c *Component, ctx context.Context, user string, submitted *dataForm) (commandOut, *stanzaError)
 }
 
-// commands in the order disco#items lists them.
-var commands = []adhocCommand{
+// builtinCommands are the component's own, served with a Registrar, in
+// the order disco#items lists them; the adapter's (adapter.go) follow.
+var builtinCommands = []adhocCommand{
 	{node: "show-number", name: "Show my number", run: (*Component).showNumber},
 	{node: "assign-number", name: "Assign number", admin: true, form: assignForm, run: (*Component).assignNumber},
 	{node: "unassign-number", name: "Unassign number", admin: true, form: unassignForm, run: (*Component).unassignNumber},
 	{node: "list-registrations", name: "List registrations", admin: true, run: (*Component).listRegistrations},
 }
 
-func findCommand(node string) *adhocCommand {
-	for i := range commands {
-		if commands[i].node == node {
-			return &commands[i]
+func (c *Component) findCommand(node string) *adhocCommand {
+	for i := range c.commands {
+		if c.commands[i].node == node {
+			return &c.commands[i]
 		}
 	}
 	return nil
@@ -97,8 +98,8 @@ func (c *Component) onCommandNodeItems(w encoder, iq *inIQ, r route) error {
 		return replyIQError(w, iq, iqError("item-not-found", ""))
 	}
 	items := discoItems{Node: nsCommands, Items: []discoItem{}}
-	for i := range commands {
-		if cmd := &commands[i]; c.mayRun(r.from, cmd) {
+	for i := range c.commands {
+		if cmd := &c.commands[i]; c.mayRun(r.from, cmd) {
 			items.Items = append(items.Items, discoItem{JID: c.domain.String(), Node: cmd.node, Name: cmd.name})
 		}
 	}
@@ -112,7 +113,7 @@ func (c *Component) onCommandNodeInfo(w encoder, iq *inIQ, r route) error {
 	info := discoInfo{Node: node, Features: []feature{{nsDiscoInfo}}}
 	if node == nsCommands {
 		info.Identities = []identity{{Category: "automation", Type: "command-list"}}
-	} else if cmd := findCommand(node); cmd != nil {
+	} else if cmd := c.findCommand(node); cmd != nil {
 		info.Identities = []identity{{Category: "automation", Type: "command-node", Name: cmd.name}}
 		info.Features = append(info.Features, feature{nsCommands}, feature{nsDataForms})
 	} else {
@@ -127,7 +128,7 @@ func (c *Component) onCommand(ctx context.Context, w encoder, iq *inIQ, r route)
 		return replyIQError(w, iq, iqError("forbidden", c.notServed()))
 	}
 	p := &iq.Payload
-	cmd := findCommand(p.Node)
+	cmd := c.findCommand(p.Node)
 	if cmd == nil {
 		return replyIQError(w, iq, iqError("item-not-found", "there is no command "+p.Node))
 	}
@@ -360,7 +361,7 @@ func (s *commandSessions) end(id, node, owner string) {
 
 func init() {
 	handleIQ(stanza.SetIQ, xml.Name{Space: nsCommands, Local: "command"}, func(c *Component, ctx context.Context, w encoder, iq *inIQ, r route) error {
-		if c.o.Registrar == nil || r.to.Localpart() != "" {
+		if len(c.commands) == 0 || r.to.Localpart() != "" {
 			return serviceUnavailable(w, iq)
 		}
 		return c.runOffReader(ctx, w, func(w encoder) error { return c.onCommand(ctx, w, iq, r) })

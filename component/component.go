@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,10 @@ type Options struct {
 	// commands; Translator enables XEP-0100 jabber:iq:gateway.
 	Registrar  Registrar
 	Translator AddressTranslator
+	// Commands and IQHandlers are the adapter's own XEP-0050 commands
+	// and IQs on the domain (adapter.go).
+	Commands   []Command
+	IQHandlers []IQHandler
 
 	// QuotaMessages per QuotaPer is each user's send allowance (a token
 	// bucket); zero means unlimited.
@@ -94,7 +99,8 @@ type Component struct {
 	allowed map[string]bool
 	admins  map[string]bool
 
-	cmds commandSessions // XEP-0050 multi-stage commands in progress
+	commands []adhocCommand  // XEP-0050 commands served, in disco#items order
+	cmds     commandSessions // XEP-0050 multi-stage commands in progress
 
 	quotas *quotas // nil: unlimited
 
@@ -149,6 +155,17 @@ func New(o Options) (*Component, error) {
 		reason:  "component stream not connected yet",
 		quotas:  newQuotas(o.QuotaMessages, o.QuotaPer),
 		written: recent.New(recentWritten),
+	}
+	if o.Registrar != nil {
+		c.commands = slices.Clone(builtinCommands)
+	}
+	extra, err := adapterCommands(o.Commands)
+	if err != nil {
+		return nil, err
+	}
+	c.commands = append(c.commands, extra...)
+	if err := checkIQHandlers(o.IQHandlers); err != nil {
+		return nil, err
 	}
 	for _, a := range o.AllowedDomains {
 		c.allowed[strings.ToLower(a)] = true

@@ -15,6 +15,8 @@
 // registration on the gateway's domain (the Registrar picks the number) and
 // XEP-0050 ad-hoc commands (show-number for users; assign-number,
 // unassign-number and list-registrations for Admins); with an
-// AddressTranslator, XEP-0100 jabber:iq:gateway. Every other IQ get/set gets
+// AddressTranslator, XEP-0100 jabber:iq:gateway. An adapter's own commands
+// and IQs on the domain (Options.Commands, Options.IQHandlers; adapter.go)
+// are served with the same rules. Every other IQ get/set gets
 // service-unavailable.
 package component

@@ -39,7 +39,7 @@ func handleIQ(typ stanza.IQType, payload xml.Name, serve iqFunc) {
 
 // iqMux is the IQ router of one stream.
 func (c *Component) iqMux(ctx context.Context) *mux.ServeMux {
-	opts := make([]mux.Option, 0, len(iqRoutes))
+	opts := make([]mux.Option, 0, len(iqRoutes)+len(c.o.IQHandlers))
 	for _, rt := range iqRoutes {
 		opts = append(opts, mux.IQFunc(rt.typ, rt.payload, func(iq stanza.IQ, t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 			in := &inIQ{XMLName: iq.XMLName, ID: iq.ID, From: iq.From.String(), To: iq.To.String(), Type: string(iq.Type)}
@@ -54,6 +54,7 @@ func (c *Component) iqMux(ctx context.Context) *mux.ServeMux {
 			return rt.serve(c, ctx, t, in, r)
 		}))
 	}
+	opts = append(opts, c.adapterIQOptions(ctx)...)
 	// Any namespace: the component stream's stanzas are in
 	// jabber:component:accept.
 	return mux.New("", opts...)

@@ -218,6 +218,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 		if ra, ok := adapter.(gateways.RoomAdapter); ok && info.Capabilities.Rooms {
 			isRoom = ra.IsRoom
 		}
+		commands, iqs := adapterServices(adapter)
 		var features gateways.Features
 		if adapter != nil {
 			features = gateways.FeaturesOf(adapter)
@@ -262,6 +263,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			Features:       component.Features(features),
 			Registrar:      registrar,
 			Translator:     translator,
+			Commands:       commands,
+			IQHandlers:     iqs,
 			QuotaMessages:  g.Quota.Messages,
 			QuotaPer:       g.Quota.Per,
 			AllowedDomains: g.AllowedDomains,
@@ -278,6 +281,45 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 		return nil, fmt.Errorf("role %s: no gateway has an adapter that receives webhooks, so this process has nothing to serve", cfg.Role)
 	}
 	return gws, nil
+}
+
+// adapterServices converts the adapter's own commands and IQs to the
+// component's types (component does not import gateways).
+func adapterServices(a gateways.Adapter) ([]component.Command, []component.IQHandler) {
+	var cmds []component.Command
+	if cp, ok := a.(gateways.CommandProvider); ok {
+		for _, c := range cp.Commands() {
+			cc := component.Command{Node: c.Node, Name: c.Name, Admin: c.Admin}
+			if c.Form != nil {
+				cc.Form = &component.CommandForm{Title: c.Form.Title, Instructions: c.Form.Instructions, Fields: commandFields(c.Form.Fields)}
+			}
+			exec := c.Execute
+			cc.Execute = func(ctx context.Context, user string, values map[string][]string) (component.CommandResult, error) {
+				res, err := exec(ctx, user, values)
+				return component.CommandResult{Note: res.Note, Title: res.Title, Fields: commandFields(res.Fields)}, err
+			}
+			cmds = append(cmds, cc)
+		}
+	}
+	var iqs []component.IQHandler
+	if ip, ok := a.(gateways.IQProvider); ok {
+		for _, h := range ip.IQHandlers() {
+			serve := h.Serve
+			iqs = append(iqs, component.IQHandler{Type: h.Type, Payload: h.Payload, Serve: func(ctx context.Context, iq component.IQ) (component.IQAnswer, error) {
+				ans, err := serve(ctx, gateways.IQ{ID: iq.ID, From: iq.From, To: iq.To, Type: iq.Type, Decode: iq.Decode})
+				return component.IQAnswer{Payload: ans.Payload, Queue: ans.Queue, QueueID: ans.QueueID}, err
+			}})
+		}
+	}
+	return cmds, iqs
+}
+
+func commandFields(fs []gateways.Field) []component.CommandField {
+	out := make([]component.CommandField, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, component.CommandField(f))
+	}
+	return out
 }
 
 func httpHandler(b *bus.Bus, gws []*gateway, m *metrics.Metrics) http.Handler {
