@@ -44,6 +44,12 @@ const (
 	// KindTyping is a chat state (XEP-0085): composing, paused, active,
 	// gone. Ephemeral: see EphemeralOutSubject.
 	KindTyping Kind = "typing"
+	// KindPush is a push notification for one device (XEP-0357), on the
+	// out subject of a push gateway: the user's server published it to
+	// the gateway (its app server), whose adapter delivers it through the
+	// device's push service (UnifiedPush, FCM, APNs). User is the device's
+	// owner (bare JID), Contact the device's node. Durable.
+	KindPush Kind = "push"
 )
 
 // Ephemeral reports whether events of kind k travel outside the durable
@@ -75,6 +81,7 @@ type Envelope struct {
 	Retraction *Retraction `json:"retraction,omitempty"`
 	Marker     *Marker     `json:"marker,omitempty"`
 	Typing     *Typing     `json:"typing,omitempty"`
+	Push       *Push       `json:"push,omitempty"`
 }
 
 // Message types. The zero value is a one-to-one chat.
@@ -181,6 +188,18 @@ type Typing struct {
 	State string `json:"state"`
 	Type  string `json:"type,omitempty"`
 	Nick  string `json:"nick,omitempty"`
+}
+
+// Push is the payload of a KindPush envelope: XEP-0357's notification
+// summary, as much of it as the device asked to receive. Sender and Body
+// are set only for a device registered with content; otherwise they never
+// reach the bus.
+type Push struct {
+	Node string `json:"node"` // the device's node (equal to the envelope's contact)
+	// Count is the summary's message-count (Prosody always says 1).
+	Count  int    `json:"count,omitempty"`
+	Sender string `json:"sender,omitempty"` // last-message-sender
+	Body   string `json:"body,omitempty"`   // last-message-body
 }
 
 // Presence types.
@@ -309,13 +328,13 @@ func (e *Envelope) Validate() error {
 	}
 	set := 0
 	for _, p := range []bool{e.Message != nil, e.Status != nil, e.Error != nil, e.Presence != nil,
-		e.Reaction != nil, e.Retraction != nil, e.Marker != nil, e.Typing != nil} {
+		e.Reaction != nil, e.Retraction != nil, e.Marker != nil, e.Typing != nil, e.Push != nil} {
 		if p {
 			set++
 		}
 	}
 	if set != 1 {
-		return bad("exactly one payload (\"message\", \"status\", \"error\", \"presence\", \"reaction\", \"retraction\", \"marker\", \"typing\") must be set, found %d", set)
+		return bad("exactly one payload (\"message\", \"status\", \"error\", \"presence\", \"reaction\", \"retraction\", \"marker\", \"typing\", \"push\") must be set, found %d", set)
 	}
 	switch e.Kind {
 	case KindMessage:
@@ -407,13 +426,23 @@ func (e *Envelope) Validate() error {
 		if err := checkType(e.Typing.Type); err != nil {
 			return bad("typing: %v", err)
 		}
+	case KindPush:
+		if e.Push == nil {
+			return bad("kind %q without \"push\"", e.Kind)
+		}
+		if e.Push.Node == "" || e.Push.Node != e.Contact {
+			return bad("push needs \"node\", the same as \"contact\"")
+		}
+		if e.Push.Count < 0 {
+			return bad("push: negative \"count\"")
+		}
 	}
 	return nil
 }
 
 func (k Kind) known() bool {
 	switch k {
-	case KindMessage, KindStatus, KindError, KindPresence, KindReaction, KindRetraction, KindMarker, KindTyping:
+	case KindMessage, KindStatus, KindError, KindPresence, KindReaction, KindRetraction, KindMarker, KindTyping, KindPush:
 		return true
 	}
 	return false

@@ -265,6 +265,19 @@ func TestValidate(t *testing.T) {
 		{"valid status", func(e *bus.Envelope) {
 			e.Kind, e.Message, e.Status = bus.KindStatus, nil, &bus.Status{Ref: "m1", State: bus.StateDelivered}
 		}, nil},
+		{"valid push", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Contact, e.Push = bus.KindPush, nil, "n1", &bus.Push{Node: "n1", Count: 1, Sender: "bob@example.com", Body: "hi"}
+		}, nil},
+		{"push without node", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Contact, e.Push = bus.KindPush, nil, "n1", &bus.Push{Count: 1}
+		}, []string{`push needs "node"`}},
+		{"push for another node than its contact", func(e *bus.Envelope) {
+			e.Kind, e.Message, e.Contact, e.Push = bus.KindPush, nil, "n1", &bus.Push{Node: "n2"}
+		}, []string{`push needs "node"`}},
+		{"push without payload", func(e *bus.Envelope) { e.Kind, e.Message = bus.KindPush, nil },
+			[]string{"exactly one", "found 0"}},
+		{"kind push with message payload", func(e *bus.Envelope) { e.Kind = bus.KindPush },
+			[]string{`kind "push" without "push"`}},
 		{"error without condition", func(e *bus.Envelope) {
 			e.Kind, e.Message, e.Error = bus.KindError, nil, &bus.Error{Ref: "m1", Text: "nope"}
 		}, []string{`"condition"`}},
@@ -526,9 +539,12 @@ func eventEnvelopes() map[string]*bus.Envelope {
 	marker.Marker = &bus.Marker{State: bus.MarkerDisplayed, ID: "xg-SMa1b2"}
 	typing := base(bus.KindTyping, "T6Ydl0VZqs8GDqwBXNR1mI")
 	typing.Typing = &bus.Typing{State: bus.TypingComposing}
+	push := base(bus.KindPush, "T6Ydl0VZqs8GDqwBXNR1mJ")
+	push.Gateway, push.User, push.Contact = "push", "alice@example.com", "vbqo2hlrbyzfbm2cu6qbmhbhka"
+	push.Push = &bus.Push{Node: push.Contact, Count: 1}
 	return map[string]*bus.Envelope{
 		"reply": reply, "correction": correction, "reaction": reaction,
-		"retraction": retraction, "marker": marker, "typing": typing,
+		"retraction": retraction, "marker": marker, "typing": typing, "push": push,
 	}
 }
 

@@ -536,6 +536,14 @@ func (r *Runner) handle(ctx context.Context, j *job) (retryAfter time.Duration) 
 		}
 	case bus.KindReaction:
 		send = func(ctx context.Context) error { return r.react(ctx, e) }
+	case bus.KindPush:
+		pu, ok := r.o.Adapter.(Pusher)
+		if !ok {
+			r.fail(ctx, msg, e, Reject(FeatureNotImplemented, "%s's adapter does not deliver push notifications", r.network()))
+			return
+		}
+		p := Push{User: e.User, Node: e.Push.Node, Count: e.Push.Count, Sender: e.Push.Sender, Body: e.Push.Body, Key: e.ID, Attempt: attempt}
+		send = func(ctx context.Context) error { return pu.Push(ctx, p) }
 	case bus.KindRetraction:
 		send = func(ctx context.Context) error { return r.retract(ctx, e) }
 	case bus.KindPresence:
@@ -704,6 +712,14 @@ func (r *Runner) outbound(e *bus.Envelope, attempt int) (Outbound, error) {
 // fail tells the sender and then acks. If the error cannot be stored the
 // message is left for redelivery: the sender must hear about it either way.
 func (r *Runner) fail(ctx context.Context, msg jetstream.Msg, e *bus.Envelope, err error) {
+	if e.Kind == bus.KindPush {
+		// The server that published it had its answer, and the device's
+		// owner is not the one to tell (docs/bus.md).
+		r.log.Warn("push notification not delivered", "id", e.ID, "node", e.Contact, "err", err)
+		r.o.Metrics.Message(r.o.Name, metrics.Out, metrics.Failed)
+		_ = msg.Ack()
+		return
+	}
 	var ge *Error
 	if !errors.As(err, &ge) {
 		ge = &Error{Condition: UndefinedCondition, Text: err.Error()}
