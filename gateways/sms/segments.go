@@ -1,4 +1,4 @@
-package twilio
+package sms
 
 // GSM 03.38: the basic character set costs one septet, the extension table
 // two (escape + char). Anything else forces UCS-2 for the whole message.

@@ -3,7 +3,6 @@ package twilio
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,86 +17,9 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/internal/tapback"
+	"github.com/xmppgw/xmppgw/gateways/sms"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 )
-
-// FuzzTranslateAddress: whatever a user types into jabber:iq:gateway, the
-// answer is an E.164 number or a jid-malformed error saying why.
-func FuzzTranslateAddress(f *testing.F) {
-	for _, s := range []string{
-		"(555) 123-4567", "555.123.4567", "+44 20 7946 0958", "+1 555 123 4567", "12", "call me", "",
-		"+", "++1", "+0 123", "+800 1234 5678", "+1 (555) 123-4567 ext. 89", "tel:+15551234567",
-		"+1555123456789012345", "００１ ５５５ １２３ ４５６７", "+49 (0) 30 1234567", "\x00\xff", "+1-555-CALL-NOW",
-		"+882 3456789012", "  +33 1 23 45 67 89  ",
-	} {
-		f.Add(s)
-	}
-	adapters := []*Adapter{{cfg: &Config{DefaultRegion: "US"}}, {cfg: &Config{}}}
-	f.Fuzz(func(t *testing.T, in string) {
-		for _, a := range adapters {
-			got, err := a.TranslateAddress(in)
-			if err == nil {
-				if !e164.MatchString(got) {
-					t.Fatalf("region %q: TranslateAddress(%q) = %q, not E.164", a.cfg.DefaultRegion, in, got)
-				}
-				continue
-			}
-			var ge *gateways.Error
-			if !errors.As(err, &ge) || ge.Condition != gateways.JIDMalformed || ge.Text == "" {
-				t.Fatalf("region %q: TranslateAddress(%q) error %#v, want jid-malformed with a text", a.cfg.DefaultRegion, in, err)
-			}
-		}
-	})
-}
-
-// FuzzSegments: every body costs at least one segment in a known encoding,
-// a longer body never costs less, and the count is what the fake Twilio
-// (which follows Twilio's segment calculator) bills.
-func FuzzSegments(f *testing.F) {
-	for _, s := range []struct {
-		body string
-		r    rune
-	}{
-		{"", 'a'}, {strings.Repeat("a", 160), 'a'}, {strings.Repeat("a", 160), 'ж'}, {strings.Repeat("€", 80), '€'},
-		{strings.Repeat("€", 76), 'ж'}, {strings.Repeat("ж", 70), '😀'}, {strings.Repeat("😀", 35), 'a'},
-		{"\xe2\x82", 0xac}, {"a\xff", -1}, {strings.Repeat("a", 152), '€'}, {strings.Repeat("ж", 66), '😀'},
-		{strings.Repeat("a", 152) + "€" + strings.Repeat("a", 152), 'a'}, {strings.Repeat("ж", 66) + "😀" + strings.Repeat("ж", 66), 'a'},
-	} {
-		f.Add(s.body, s.r)
-	}
-	f.Fuzz(func(t *testing.T, body string, r rune) {
-		n, enc := Segments(body)
-		if n < 1 || (enc != "GSM-7" && enc != "UCS-2") {
-			t.Fatalf("Segments(%q) = %d %q", body, n, enc)
-		}
-		if m, enc2 := Segments(body + string(r)); m < n {
-			t.Fatalf("Segments(%q) = %d %s but with %q appended %d %s", body, n, enc, r, m, enc2)
-		}
-		if billed := twiliotest.CountSegments(body); n != billed {
-			t.Fatalf("Segments(%q) = %d %s; Twilio bills %d", body, n, enc, billed)
-		}
-	})
-}
-
-// TestSegmentsNoSplit: an extension character or a surrogate pair is never
-// cut between two segments, so it can cost a segment more than the units
-// divided by 153 or 67 suggest.
-func TestSegmentsNoSplit(t *testing.T) {
-	tests := []struct {
-		name, body string
-		want       int
-	}{
-		{"escape at a GSM boundary", strings.Repeat("a", 152) + "€" + strings.Repeat("a", 152), 3},
-		{"escape inside a GSM segment", strings.Repeat("a", 151) + "€" + strings.Repeat("a", 152), 2},
-		{"surrogate pair at a UCS-2 boundary", strings.Repeat("ж", 66) + "😀" + strings.Repeat("ж", 66), 3},
-		{"surrogate pair inside a UCS-2 segment", strings.Repeat("ж", 65) + "😀" + strings.Repeat("ж", 67), 2},
-	}
-	for _, tt := range tests {
-		if n, _ := Segments(tt.body); n != tt.want {
-			t.Errorf("%s: %d segments, want %d", tt.name, n, tt.want)
-		}
-	}
-}
 
 // recordingHost remembers what the adapter handed to the gateway.
 type recordingHost struct {
@@ -171,7 +93,7 @@ const (
 
 // webhookAdapter is a real adapter on a real embedded bus, started with a
 // recording host.
-func webhookAdapter(f *testing.F) (*Adapter, *recordingHost) {
+func webhookAdapter(f *testing.F) (*sms.Gateway, *recordingHost) {
 	dir, err := os.MkdirTemp("", "xmppgw-twilio-fuzz-")
 	if err != nil {
 		f.Fatal(err)
@@ -207,7 +129,7 @@ func webhookAdapter(f *testing.F) (*Adapter, *recordingHost) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	a := ad.(*Adapter)
+	a := ad.(*sms.Gateway)
 	h := &recordingHost{}
 	if err := a.Start(ctx, h); err != nil {
 		f.Fatal(err)
@@ -215,8 +137,8 @@ func webhookAdapter(f *testing.F) (*Adapter, *recordingHost) {
 	f.Cleanup(func() { _ = a.Stop(context.Background()) })
 	// A message sent earlier, with a receipt requested, so that status
 	// callbacks can reach Report.
-	rec, _ := json.Marshal(sentRecord{Ref: "stanza-1", User: "alice@localhost/phone", Contact: "+15551234567", Receipt: true})
-	if _, err := msgs.Put(ctx, a.sidKey(fuzzSentSID), rec); err != nil {
+	rec, _ := json.Marshal(map[string]any{"ref": "stanza-1", "user": "alice@localhost/phone", "contact": "+15551234567", "receipt": true})
+	if _, err := msgs.Put(ctx, ID+".sms.sid."+fuzzSentSID, rec); err != nil {
 		f.Fatal(err)
 	}
 	return a, h
@@ -279,15 +201,16 @@ func FuzzWebhook(f *testing.F) {
 		f.Add(s.body, s.status)
 	}
 	a, host := webhookAdapter(f)
+	const base = "/" + ID + "/sms"
 	handler := a.HTTPHandler()
 	f.Fuzz(func(t *testing.T, body string, status bool) {
 		values, err := url.ParseQuery(body)
 		if err != nil {
 			return
 		}
-		path := a.base + "/sms"
+		path := base + "/sms"
 		if status {
-			path = a.base + "/status"
+			path = base + "/status"
 		}
 		// twilio-go's validator signs the first value of each key (see
 		// twiliotest.Sign); sign what it checks so repeated keys get in too.
@@ -354,7 +277,7 @@ func FuzzWebhook(f *testing.F) {
 		n, _ := strconv.Atoi(values.Get("NumMedia"))
 		r, isReaction := tapback.Parse(values.Get("Body"))
 		isReaction = isReaction && n <= 0 && values.Get("MediaUrl0") == "" &&
-			a.match(r, []string{fuzzRecent.Text}) == 0
+			a.QuoteIndex(r, []string{fuzzRecent.Text}) == 0
 		if reacted := x1 != x0; reacted != isReaction {
 			t.Fatalf("inbound %q: stored as a reaction: %v, want %v", body, reacted, isReaction)
 		}
@@ -381,7 +304,7 @@ func FuzzWebhook(f *testing.F) {
 			t.Fatalf("inbound %q delivered as %+v", body, in)
 		}
 		for _, m := range in.Media {
-			if !strings.HasPrefix(m.URL, fuzzPublicURL+a.base+"/media/") || strings.Contains(m.URL, fuzzSID) {
+			if !strings.HasPrefix(m.URL, fuzzPublicURL+base+"/media/") || strings.Contains(m.URL, fuzzSID) {
 				t.Fatalf("inbound %q: media link %q is not an opaque gateway URL", body, m.URL)
 			}
 		}
