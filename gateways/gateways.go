@@ -10,6 +10,8 @@ import (
 	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/xmppgw/xmppgw/internal/metrics"
 )
 
 // Adapter is one network connection shared by every user of a gateway.
@@ -221,6 +223,9 @@ type Params struct {
 	// configuration: New must not use them.
 	Registrations jetstream.KeyValue
 	Messages      jetstream.KeyValue
+	// Metrics are the process' collectors, for an adapter's own counters
+	// (nil in tests and when only checking the configuration).
+	Metrics *metrics.Metrics
 	// MaxConcurrency is how many Send calls may run at once (the runner
 	// never exceeds it); size connection pools to it. 0 when unknown.
 	MaxConcurrency int

@@ -186,7 +186,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			// asks it for its registrar, translator and rooms.
 			adapter, err = info.New(gateways.Params{
 				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
-				Registrations: registrations, Messages: messages, MaxConcurrency: g.MaxConcurrency,
+				Registrations: registrations, Messages: messages, MaxConcurrency: g.MaxConcurrency, Metrics: m,
 			})
 			if err != nil {
 				return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)

@@ -34,6 +34,7 @@ type Metrics struct {
 	Connected  *prometheus.GaugeVec   // gateway: 1 when the component stream is authenticated
 	Active     *prometheus.GaugeVec   // gateway: 1 when this process is the gateway's active component (not a standby)
 	Reconnects *prometheus.CounterVec // gateway: stream (re)connection attempts that failed
+	Pushes     *prometheus.CounterVec // gateway, service, result: push gateways (adapter push)
 }
 
 // New creates and registers the collectors, including Go runtime and process
@@ -57,8 +58,12 @@ func New() *Metrics {
 			Name: "xmppgw_component_connect_failures_total",
 			Help: "Failed attempts to open or authenticate the component stream.",
 		}, []string{"gateway"}),
+		Pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "xmppgw_pushes_total",
+			Help: "Push notifications of push gateways by service (unifiedpush, fcm, apns; none for a publish to an unknown node) and result (accepted, refused, sent, limited, retried, failed, gone, unregistered).",
+		}, []string{"gateway", "service", "result"}),
 	}
-	m.Registry.MustRegister(m.Messages, m.Connected, m.Active, m.Reconnects,
+	m.Registry.MustRegister(m.Messages, m.Connected, m.Active, m.Reconnects, m.Pushes,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -69,6 +74,14 @@ func (m *Metrics) Message(gateway, direction, result string) {
 		return
 	}
 	m.Messages.WithLabelValues(gateway, direction, result).Inc()
+}
+
+// Push counts one push notification outcome.
+func (m *Metrics) Push(gateway, service, result string) {
+	if m == nil {
+		return
+	}
+	m.Pushes.WithLabelValues(gateway, service, result).Inc()
 }
 
 // SetConnected records the component stream state.
