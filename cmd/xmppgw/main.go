@@ -29,6 +29,7 @@ import (
 	_ "github.com/xmppgw/xmppgw/gateways/irc"
 	_ "github.com/xmppgw/xmppgw/gateways/push"
 	_ "github.com/xmppgw/xmppgw/gateways/sandbox"
+	_ "github.com/xmppgw/xmppgw/gateways/telnyx"
 	_ "github.com/xmppgw/xmppgw/gateways/twilio"
 )
 

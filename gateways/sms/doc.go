@@ -43,7 +43,7 @@
 // messages to that contact, it reaches the user as a XEP-0444 reaction to
 // that message, with the text as fallback; otherwise, and always for an
 // MMS, it is an ordinary message. To recognise them the gateway asks the
-// gateway to remember the text of each SMS it sends (gateways.Sent.Text),
+// runner to remember the text of each SMS it sends (gateways.Sent.Text),
 // as the user wrote it; a reaction to a correction or a reply is
 // recognised by the text after correction_prefix or after the quote line.
 // When a phone quotes a reply on one line, or only the start of its quote

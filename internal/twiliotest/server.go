@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 const (
@@ -35,7 +37,7 @@ type Server struct {
 	AuthToken  string
 
 	srv       *httptest.Server
-	listener  *switchListener
+	listener  *proctest.SwitchListener
 	closing   chan struct{}
 	closeOnce sync.Once
 
@@ -167,7 +169,7 @@ func Listen(addr, accountSID, authToken string) (*Server, error) {
 		sendRate:   DefaultSendRate,
 		nextSlot:   make(map[string]time.Time),
 	}
-	s.listener = &switchListener{addr: l.Addr(), l: l, changed: make(chan struct{})}
+	s.listener = proctest.NewSwitchListener(l)
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serveHTTP))
 	s.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
