@@ -66,7 +66,9 @@ func TestAgainstClient(t *testing.T) {
 		{"bad to", func() (string, error) {
 			return p.Send(t.Context(), sms.Message{From: "+15550001111", To: "+1", Body: "x"})
 		}, gateways.JIDMalformed, "40310"},
-		{"no text", func() (string, error) { return p.Send(t.Context(), sms.Message{From: "+15550001111", To: "+15551234567"}) }, gateways.NotAcceptable, "10004"},
+		{"no text", func() (string, error) {
+			return p.Send(t.Context(), sms.Message{From: "+15550001111", To: "+15551234567"})
+		}, gateways.NotAcceptable, "10004"},
 		{"group of nine", func() (string, error) {
 			return p.SendGroup(t.Context(), sms.Message{From: "+15550001111", Group: nine, Body: "x"})
 		}, gateways.NotAcceptable, "10015"},
