@@ -53,9 +53,15 @@ installed() { # binary
 	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/usr/bin/$1" ]
 }
 
+cloud_notify=/usr/lib/prosody/modules/mod_cloud_notify/mod_cloud_notify.lua
+
 for dep in "$@"; do
 	case $dep in
-	prosody) bin=prosody ;;
+	prosody)
+		bin=prosody
+		# The push tests enable mod_cloud_notify, from Debian's prosody-modules.
+		if installed prosody && [ ! -e "$cloud_notify" ]; then apt_install prosody-modules; fi
+		;;
 	ejabberd) bin=ejabberdctl ;;
 	ngircd) bin=ngircd ;;
 	strace) bin=strace ;; # make bench counts the store's writes with it
@@ -78,5 +84,6 @@ for dep in "$@"; do
 		continue
 	fi
 	apt_install "$dep"
+	[ "$dep" != prosody ] || [ -e "$cloud_notify" ] || apt_install prosody-modules
 	[ "$dep" = strace ] || stop_service "$dep"
 done

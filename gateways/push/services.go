@@ -314,7 +314,14 @@ func (a *Adapter) apnsPayload(n notification) (payload map[string]any, pushType 
 		payload["aps"] = aps
 		return payload, "background", "5" // Apple requires 5 for background pushes
 	}
-	aps["alert"] = map[string]string{"title": n.Sender, "body": n.Body}
+	alert := map[string]string{"body": n.Body}
+	if n.Sender != "" {
+		alert["title"] = n.Sender
+	}
+	if n.Body == "" {
+		alert["body"] = "New message"
+	}
+	aps["alert"] = alert
 	aps["mutable-content"] = 1
 	aps["sound"] = "default"
 	payload["aps"] = aps

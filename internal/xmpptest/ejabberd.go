@@ -40,6 +40,9 @@ func StartEjabberd(t testing.TB, opts Options) *Server {
 		t.Fatalf("xmpptest: ejabberd system user: %v (is the ejabberd package installed? run `make test`)", err)
 	}
 	opts = opts.withDefaults()
+	if len(opts.ProsodyModules) > 0 || len(opts.ProsodySettings) > 0 {
+		t.Fatalf("xmpptest: ProsodyModules and ProsodySettings are for Prosody; ejabberd's modules are not configurable here yet")
+	}
 	dir := serverDir(t, "ejabberd")
 	ports := proctest.FreePorts(t, 3)
 	e := &ejabberd{

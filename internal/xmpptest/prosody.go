@@ -91,20 +91,38 @@ c2s_ports = { %d }
 component_interfaces = { "127.0.0.1" }
 component_ports = { %d }
 
-modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix" }
+modules_enabled = { "roster"; "saslauth"; "tls"; "disco"; "ping"; "posix"%s }
 modules_disabled = { "s2s"; "s2s_auth_certs"%s }
 
 authentication = "internal_plain"
 storage = "internal"
 c2s_require_encryption = false
 allow_unencrypted_plain_auth = true
-
+%s
 VirtualHost %s
 `, q(filepath.Join(s.dir, "prosody.pid")), q(filepath.Join(s.dir, "data")),
 		level, q(filepath.Join(s.dir, "prosody.log")),
-		s.c2sPort, s.compPort, offlineModule(opts.Offline), q(opts.Domain))
+		s.c2sPort, s.compPort, extraModules(opts.ProsodyModules), offlineModule(opts.Offline), prosodySettings(opts.ProsodySettings), q(opts.Domain))
 	for _, domain := range slices.Sorted(maps.Keys(opts.Components)) {
 		fmt.Fprintf(&b, "\nComponent %s\n\tcomponent_secret = %s\n", q(domain), q(opts.Components[domain]))
+	}
+	return b.String()
+}
+
+// extraModules are modules_enabled entries.
+func extraModules(mods []string) string {
+	var b strings.Builder
+	for _, m := range mods {
+		b.WriteString("; " + luaString(m))
+	}
+	return b.String()
+}
+
+// prosodySettings are global option lines, sorted.
+func prosodySettings(opts map[string]string) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(opts)) {
+		fmt.Fprintf(&b, "%s = %s\n", k, opts[k])
 	}
 	return b.String()
 }

@@ -41,6 +41,12 @@ type Options struct {
 	// mod_offline), as production servers have: a message to a user with no
 	// session is kept and delivered at the next login instead of bounced.
 	Offline bool
+	// ProsodyModules are more Prosody modules to enable, by name (e.g.
+	// "cloud_notify", from Debian's prosody-modules, and "smacks"), and
+	// ProsodySettings more global options: name → Lua value, written as
+	// given (e.g. "push_max_errors": "1"). StartEjabberd refuses both.
+	ProsodyModules  []string
+	ProsodySettings map[string]string
 }
 
 func (o Options) withDefaults() Options {
