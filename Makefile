@@ -1,6 +1,6 @@
 # xmppgw. `make test` installs Prosody, ejabberd, ngircd and Node.js with npm
-# (apt-get) if missing: the end-to-end tests run real servers and the
-# JavaScript example adapter.
+# (apt-get) if missing, and builds Dendrite once (cached, internal/dendritetest):
+# the end-to-end tests run real servers and the JavaScript example adapter.
 GO ?= go
 
 .PHONY: all build test test-faults test-cluster demo vet vulncheck bench fuzz clean
@@ -11,7 +11,7 @@ build:
 	$(GO) build -o bin/xmppgw ./cmd/xmppgw
 
 test:
-	bash deploy/install-deps.sh prosody ejabberd ngircd nodejs
+	bash deploy/install-deps.sh prosody ejabberd ngircd nodejs dendrite
 	$(GO) test -race -count=1 ./...
 
 # Fault injection (internal/faults, build tag "faults"): kill -9 of the

@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Usage: deploy/install-deps.sh [prosody] [ejabberd] [ngircd] [nodejs] [strace]
+# Usage: deploy/install-deps.sh [prosody] [ejabberd] [ngircd] [nodejs] [strace] [dendrite]
 #
 # Installs what the end-to-end tests and the demo run, if the binaries are
 # missing (Debian/Ubuntu, apt-get): the XMPP servers, the IRC server ngircd,
 # and Node.js with npm for the external adapter example
-# (examples/external-echo). Non-interactive: works in CI with no stdin.
+# (examples/external-echo); dendrite builds the Matrix homeserver the
+# Matrix tests run (internal/dendritetest) from the Go module proxy into
+# the user cache directory, once per version (cgo: gcc is installed if
+# missing). Non-interactive: works in CI with no stdin.
 # Installed services are not left running: the tests and the demo start
 # their own instances on their own ports.
 set -euo pipefail
 
-usage() { echo "usage: $0 [prosody] [ejabberd] [ngircd] [nodejs] [strace]" >&2; exit 2; }
+usage() { echo "usage: $0 [prosody] [ejabberd] [ngircd] [nodejs] [strace] [dendrite]" >&2; exit 2; }
 [ $# -gt 0 ] || usage
 
 SUDO=()
@@ -75,6 +78,29 @@ for dep in "$@"; do
 			exit 1
 		fi
 		echo "install-deps: nodejs $(node --version) and npm $(npm --version 2>/dev/null) are installed"
+		continue
+		;;
+	dendrite)
+		# Keep in step with internal/dendritetest (Version, CacheDir).
+		version=v0.13.8
+		dir="${XDG_CACHE_HOME:-$HOME/.cache}/xmppgw/dendrite-$version"
+		if [ -x "$dir/dendrite" ] && [ -x "$dir/generate-keys" ] && [ -x "$dir/generate-config" ]; then
+			echo "install-deps: dendrite $version is built ($dir)"
+			continue
+		fi
+		installed gcc || apt_install gcc
+		[ -e /usr/include/stdio.h ] || apt_install libc6-dev
+		echo "install-deps: building dendrite $version into $dir (about 3 minutes, once)"
+		mkdir -p "${dir%/*}"
+		tmp=$(mktemp -d "${dir%/*}/dendrite-build.XXXXXX")
+		start=$SECONDS
+		(cd "$tmp" && env GOBIN="$tmp" CGO_ENABLED=1 GOFLAGS=-buildvcs=false go install \
+			github.com/matrix-org/dendrite/cmd/dendrite@$version \
+			github.com/matrix-org/dendrite/cmd/generate-keys@$version \
+			github.com/matrix-org/dendrite/cmd/generate-config@$version </dev/null)
+		rm -rf "$dir"
+		mv "$tmp" "$dir"
+		echo "install-deps: built dendrite $version in $((SECONDS - start)) s"
 		continue
 		;;
 	*) usage ;;

@@ -27,6 +27,7 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 	// The standard set of adapters.
 	_ "github.com/xmppgw/xmppgw/gateways/irc"
+	_ "github.com/xmppgw/xmppgw/gateways/matrix"
 	_ "github.com/xmppgw/xmppgw/gateways/push"
 	_ "github.com/xmppgw/xmppgw/gateways/sandbox"
 	_ "github.com/xmppgw/xmppgw/gateways/telnyx"

@@ -1,0 +1,83 @@
+// Package matrix is the Matrix adapter: each XMPP user logs in to their own
+// Matrix account, and the gateway is one more device of theirs (per-user
+// puppeting, like the IRC adapter). Matrix users are XMPP contacts; direct
+// chats both ways, with corrections, replies, reactions, retractions, read
+// markers and typing carried natively.
+//
+// # Logging in
+//
+// A user logs in with the ad-hoc command "Log in to Matrix" (node
+// matrix-login) on the gateway's domain: homeserver URL, full Matrix ID
+// and password. The gateway logs in as a new device (named device_name)
+// and keeps the homeserver URL, Matrix ID, device id and access token in
+// the registrations bucket; the password is never stored and no token is
+// ever logged. Logging in again replaces the device (the old one is logged
+// out); "Log out of Matrix" (matrix-logout) logs the device out and forgets
+// it. A login stored by any process of the gateway connects the user in
+// the process that runs the adapter, which watches the logins.
+//
+// The homeserver URL comes from the user, so it is checked before any
+// request: https (plain http only to loopback with
+// allow_private_homeservers), a host in allowed_homeservers when that is
+// set, and resolving to public addresses only (loopback, private,
+// link-local and CGNAT addresses are refused, at login and again at every
+// connection, against DNS rebinding) unless allow_private_homeservers.
+//
+// # Addresses
+//
+//	@bob:example.org     ⇄ bob%example.org@<domain>
+//	#room:example.org    ⇄ #room%example.org@<domain>
+//	!id:example.org      ⇄ !id%example.org@<domain>
+//
+// '%' cannot occur in a server name, so the last '%' separates it and the
+// mapping is reversible; characters a JID localpart cannot hold (such as
+// '/') travel XEP-0106-escaped, done by the component.
+//
+// # Direct chats
+//
+// A message to a contact goes to the direct chat with them: the newest
+// room m.direct lists for them, or else a new room created as Element
+// creates one (trusted_private_chat preset, is_direct invite) and added to
+// m.direct. An invitation marked is_direct from a Matrix user is accepted
+// and recorded in m.direct; what that user says there reaches the XMPP
+// user. Messages of the user's own account (sent from this device or
+// another) are not echoed.
+//
+//	XMPP                                Matrix
+//	message                             m.room.message m.text ("/me " ⇄ m.emote)
+//	correction (XEP-0308)               m.replace edit (m.new_content)
+//	reply (XEP-0461)                    m.in_reply_to (the fallback quote is dropped inbound)
+//	reaction (XEP-0444)                 m.annotation per emoji; a removal redacts it
+//	retraction (XEP-0424)               redaction
+//	displayed marker (XEP-0333)         m.read receipt
+//	chat states (XEP-0085)              typing notifications
+//	media                               inbound: the content repository's download URL
+//
+// formatted_body is not carried: XMPP gets the plain body.
+//
+// # Nothing lost, nothing twice
+//
+// Each user's device syncs with /sync. The token of a batch is stored in
+// the registrations bucket once everything in it was handed to the
+// gateway; a restart (of the gateway or the homeserver) resumes from it, so
+// what arrived meanwhile is delivered, in order. A batch handed over twice
+// (a crash between the hand-over and storing the token) carries the same
+// event ids, which the bus deduplicates. Outbound events use a transaction
+// id derived from the bus message's key, so a retried send is answered
+// with the same event instead of making a second one. A new login starts
+// from the present: earlier history is not delivered.
+//
+// # Configuration
+//
+// The gateways.<name>.matrix block (see Config):
+//
+//	allowed_homeservers        host names users may log in to (default: any)
+//	allow_private_homeservers  allow homeservers on private addresses (tests)
+//	tls_ca_file                PEM CAs trusted for homeservers instead of the system's
+//	sync_timeout               long-poll of /sync (default 30s)
+//	request_timeout            every other request (default 30s)
+//	device_name                the display name of the gateway's devices
+//
+// Not yet bridged: rooms (XEP-0045), outbound media, end-to-end encryption
+// (encrypted rooms are not readable), the XEP-0077 registration form.
+package matrix

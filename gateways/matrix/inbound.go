@@ -1,0 +1,195 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/xmppgw/xmppgw/bus"
+	"github.com/xmppgw/xmppgw/gateways"
+)
+
+// timeline hands one timeline event of a joined room to the gateway. An
+// error leaves the batch to be handed over again.
+func (s *session) timeline(evt *event.Event) error {
+	if evt.Sender == s.acc.UserID {
+		return nil // the user's own, from this device or another
+	}
+	s.mu.Lock()
+	contact, dm := s.dmOf[evt.RoomID]
+	s.mu.Unlock()
+	if !dm || contact != evt.Sender {
+		return nil
+	}
+	from := userAddress(evt.Sender)
+	ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
+	defer cancel()
+	h := s.r.host
+	switch evt.Type {
+	case event.EventMessage:
+		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return nil // not a message we can read
+		}
+		m := evt.Content.AsMessage()
+		in := gateways.Inbound{ProviderID: string(evt.ID), From: from, To: s.user}
+		if target := m.RelatesTo.GetReplaceID(); target != "" && m.NewContent != nil {
+			in.Replace = string(target)
+			m = m.NewContent
+		} else if reply := m.RelatesTo.GetReplyTo(); reply != "" {
+			m.RemoveReplyFallback()
+			in.ReplyTo = string(reply)
+		}
+		in.Body = s.body(m)
+		if media := s.media(m); media != nil {
+			in.Media = []gateways.Media{*media}
+		}
+		return h.Deliver(ctx, in)
+	case event.EventReaction:
+		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return nil
+		}
+		rel := evt.Content.AsReaction().RelatesTo
+		if rel.Type != event.RelAnnotation || rel.EventID == "" || rel.Key == "" {
+			return nil
+		}
+		if s.r.a.msgs != nil {
+			rec, _ := json.Marshal(inReaction{Target: rel.EventID, Key: rel.Key, Room: evt.RoomID})
+			if _, err := s.r.a.msgs.Put(ctx, s.r.a.inReactKey(s.user, evt.ID), rec); err != nil {
+				return err
+			}
+		}
+		return h.React(ctx, gateways.InboundReaction{
+			User: s.user, Contact: from, Target: string(rel.EventID), Add: rel.Key,
+			ProviderID: string(evt.ID), Fallback: rel.Key,
+		})
+	case event.EventRedaction:
+		target := evt.Redacts
+		if target == "" {
+			_ = evt.Content.ParseRaw(evt.Type)
+			if r, ok := evt.Content.Parsed.(*event.RedactionEventContent); ok {
+				target = r.Redacts
+			}
+		}
+		if target == "" {
+			return nil
+		}
+		if rec, ok, err := s.inReaction(ctx, target); err != nil {
+			return err
+		} else if ok {
+			return h.React(ctx, gateways.InboundReaction{
+				User: s.user, Contact: from, Target: string(rec.Target), Remove: rec.Key, ProviderID: string(evt.ID),
+			})
+		}
+		return h.Retract(ctx, gateways.InboundRetraction{User: s.user, Contact: from, Target: string(target), ProviderID: string(evt.ID)})
+	}
+	return nil
+}
+
+// inReaction looks up a contact's reaction event.
+func (s *session) inReaction(ctx context.Context, ev id.EventID) (inReaction, bool, error) {
+	if s.r.a.msgs == nil {
+		return inReaction{}, false, nil
+	}
+	e, err := s.r.a.msgs.Get(ctx, s.r.a.inReactKey(s.user, ev))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return inReaction{}, false, nil
+	}
+	if err != nil {
+		return inReaction{}, false, err
+	}
+	var rec inReaction
+	if json.Unmarshal(e.Value(), &rec) != nil {
+		return inReaction{}, false, nil
+	}
+	return rec, true, nil
+}
+
+// body is what XMPP shows of a message: the plain body (formatted_body is
+// not carried), "/me " before an emote.
+func (s *session) body(m *event.MessageEventContent) string {
+	switch m.MsgType {
+	case event.MsgEmote:
+		return "/me " + m.Body
+	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile:
+		if m.URL != "" && m.Body != "" && m.FileName == "" {
+			return "" // the body is the file's name; the media says it
+		}
+	}
+	return m.Body
+}
+
+// media is the attachment of a media message, as the unauthenticated
+// download URL of the homeserver's content repository (Dendrite v0.13 has
+// no authenticated media).
+func (s *session) media(m *event.MessageEventContent) *gateways.Media {
+	if m.URL == "" {
+		return nil
+	}
+	uri, err := m.URL.Parse()
+	if err != nil {
+		return nil
+	}
+	md := &gateways.Media{URL: strings.TrimSuffix(s.acc.Homeserver, "/") + "/_matrix/media/v3/download/" +
+		url.PathEscape(uri.Homeserver) + "/" + url.PathEscape(uri.FileID)}
+	if m.Info != nil {
+		md.Type, md.Size = m.Info.MimeType, int64(m.Info.Size)
+	}
+	return md
+}
+
+// ephemeral passes on typing and read receipts in DM rooms.
+func (s *session) ephemeral(evt *event.Event) {
+	s.mu.Lock()
+	contact, dm := s.dmOf[evt.RoomID]
+	s.mu.Unlock()
+	if !dm {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
+	defer cancel()
+	from := userAddress(contact)
+	switch evt.Type {
+	case event.EphemeralEventTyping:
+		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return
+		}
+		now := slices.Contains(evt.Content.AsTyping().UserIDs, contact)
+		s.mu.Lock()
+		was := slices.Contains(s.typing[evt.RoomID], contact)
+		if now {
+			s.typing[evt.RoomID] = []id.UserID{contact}
+		} else {
+			delete(s.typing, evt.RoomID)
+		}
+		s.mu.Unlock()
+		if now == was {
+			return
+		}
+		state := bus.TypingComposing
+		if !now {
+			state = bus.TypingActive
+		}
+		_ = s.r.host.Type(ctx, gateways.InboundTyping{User: s.user, Contact: from, State: state})
+	case event.EphemeralEventReceipt:
+		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+			return
+		}
+		for evID, receipts := range *evt.Content.AsReceipt() {
+			for typ, users := range receipts {
+				if typ != event.ReceiptTypeRead && typ != event.ReceiptTypeReadPrivate {
+					continue
+				}
+				if _, ok := users[contact]; ok {
+					_ = s.r.host.Mark(ctx, gateways.InboundMarker{User: s.user, Contact: from, State: bus.MarkerDisplayed, Target: string(evID)})
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package matrix_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/gateways/matrix"
+)
+
+// TestLogin: what a login refuses, and that logging out removes the
+// device and the stored login.
+func TestLogin(t *testing.T) {
+	w := newWorld(t)
+	ctx := ctxT(t)
+	strict := *w.cfg
+	strict.AllowPrivateHomeservers = false
+	sa, err := matrix.New(gateways.Params{Name: "matrix", Config: &strict, Registrations: w.kv, Messages: w.msgs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := w.adapter(t)
+	for _, tc := range []struct {
+		name       string
+		a          *matrix.Adapter
+		hs, mxid   string
+		password   string
+		wantInText string
+	}{
+		{"private homeserver", sa.(*matrix.Adapter), w.srv.URL(), "@gtalice:localhost", "password", "loopback, private or link-local"},
+		{"not a URL", a, "matrix.example.org", "@gtalice:localhost", "password", "URL"},
+		{"not a full Matrix ID", a, w.srv.URL(), "gtalice", "password", "full"},
+		{"wrong password", a, w.srv.URL(), "@gtalice:localhost", "wrong", "refused the login"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := tc.a.Login(ctx, alice, tc.hs, tc.mxid, tc.password)
+			var ge *gateways.Error
+			if !errors.As(err, &ge) || ge.Condition != gateways.NotAcceptable || !strings.Contains(ge.Text, tc.wantInText) {
+				t.Fatalf("Login = %v, want not-acceptable saying %q", err, tc.wantInText)
+			}
+			if strings.Contains(err.Error(), tc.password) {
+				t.Errorf("the error shows the password: %v", err)
+			}
+		})
+	}
+	if _, err := a.Login(ctx, alice, w.srv.URL(), "@gtalice:localhost", "password"); err != nil {
+		t.Fatal(err)
+	}
+	e, err := w.kv.Get(ctx, "matrix.account."+b64(alice))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored struct {
+		Token string `json:"access_token"`
+	}
+	if err := json.Unmarshal(e.Value(), &stored); err != nil || stored.Token == "" {
+		t.Fatalf("stored login %v: no access_token", err)
+	}
+	token := stored.Token
+	mxid, err := a.Logout(ctx, alice)
+	if err != nil || mxid != "@gtalice:localhost" {
+		t.Fatalf("Logout = %s, %v", mxid, err)
+	}
+	if _, err := w.kv.Get(ctx, "matrix.account."+b64(alice)); err == nil {
+		t.Errorf("the login is still stored after Logout")
+	}
+	c := w.srv.Client(t, "gtalice", "password")
+	c.AccessToken = token
+	if _, err := c.Whoami(context.Background()); err == nil {
+		t.Errorf("the logged-out device's token still works")
+	}
+}

@@ -1,0 +1,385 @@
+package matrix
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/xmppgw/xmppgw/gateways"
+)
+
+// session is one user's Matrix device: a /sync loop and the rooms it
+// knows.
+type session struct {
+	r    *run
+	user string // bare JID
+	acc  account
+	cli  *mautrix.Client // requests
+	scli *mautrix.Client // /sync
+	ctx  context.Context
+	stop context.CancelFunc
+	done chan struct{}
+	// ready is closed after the first sync: the DM rooms are known.
+	ready chan struct{}
+
+	mu     sync.Mutex
+	direct map[id.UserID][]id.RoomID // m.direct, as the homeserver has it
+	dmOf   map[id.RoomID]id.UserID   // the contact of each DM room
+	typing map[id.RoomID][]id.UserID // who was typing, per room
+	err    error                     // the last sync's failure, nil once one succeeded
+	create sync.Mutex                // one DM room created at a time
+}
+
+func parseAccount(b []byte) (account, error) {
+	var acc account
+	err := json.Unmarshal(b, &acc)
+	return acc, err
+}
+
+// newSession starts user's sync loop. The caller holds r.mu.
+func (r *run) newSession(user string, acc account) (*session, error) {
+	cli, err := r.a.client(acc)
+	if err != nil {
+		return nil, err
+	}
+	scli, _ := r.a.client(acc)
+	scli.Client = r.a.sync
+	ctx, cancel := context.WithCancel(r.ctx)
+	s := &session{
+		r: r, user: user, acc: acc, cli: cli, scli: scli, ctx: ctx, stop: cancel,
+		done: make(chan struct{}), ready: make(chan struct{}),
+		direct: map[id.UserID][]id.RoomID{}, dmOf: map[id.RoomID]id.UserID{}, typing: map[id.RoomID][]id.UserID{},
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		defer close(s.done)
+		s.loop()
+	}()
+	return s, nil
+}
+
+// waitReady waits for the first sync, so that DM rooms are known.
+func (s *session) waitReady(ctx context.Context) error {
+	select {
+	case <-s.ready:
+		return nil
+	default:
+	}
+	select {
+	case <-s.ready:
+		return nil
+	case <-ctx.Done():
+		s.mu.Lock()
+		last := s.err
+		s.mu.Unlock()
+		if last != nil {
+			return fmt.Errorf("matrix: %s: not connected to the homeserver (%v): %w", s.acc.UserID, last, gateways.ErrNotConnected)
+		}
+		return fmt.Errorf("matrix: %s: %w: %w", s.acc.UserID, gateways.ErrNotConnected, ctx.Err())
+	case <-s.ctx.Done():
+		return errStopped
+	}
+}
+
+// Backoff of a failing sync.
+const (
+	minBackoff = 500 * time.Millisecond
+	maxBackoff = 30 * time.Second
+)
+
+// loop syncs until the session ends. The token of a batch is stored once
+// everything in it was handed to the gateway, so a restart resumes after
+// the last batch delivered; a batch handed over twice (a crash between the
+// two) is deduplicated by event id on the bus.
+func (s *session) loop() {
+	a := s.r.a
+	since, err := getString(s.ctx, a.kv, a.sinceKey(s.user))
+	if err != nil && s.ctx.Err() == nil {
+		a.log.Warn("reading the Matrix sync token failed; starting from now", "user", s.user, "error", err)
+	}
+	backoff := minBackoff
+	first := true
+	for s.ctx.Err() == nil {
+		timeout := int(a.cfg.SyncTimeout / time.Millisecond)
+		if first {
+			timeout = 0
+		}
+		var resp *mautrix.RespSync
+		var err error
+		if first {
+			// An incremental sync carries m.direct only when it changes.
+			err = s.loadDirect()
+		}
+		if err == nil {
+			resp, err = s.scli.SyncRequest(s.ctx, timeout, since, "", false, event.PresenceOffline)
+		}
+		if err == nil {
+			err = s.handle(resp, since == "")
+		}
+		if err == nil && resp.NextBatch != "" && resp.NextBatch != since {
+			if _, perr := a.kv.Put(s.ctx, a.sinceKey(s.user), []byte(resp.NextBatch)); perr != nil {
+				err = fmt.Errorf("storing the sync token: %w", perr)
+			} else {
+				since = resp.NextBatch
+			}
+		}
+		if err != nil {
+			if s.ctx.Err() != nil {
+				return
+			}
+			s.mu.Lock()
+			s.err = err
+			s.mu.Unlock()
+			if unauthorized(err) {
+				a.log.Warn("the homeserver no longer accepts this login; log in again", "user", s.user, "mxid", s.acc.UserID)
+				_ = s.r.host.Deliver(s.ctx, gateways.Notice(s.user, "Matrix: the homeserver no longer accepts the gateway's login for "+string(s.acc.UserID)+"; log in again."))
+				return
+			}
+			a.log.Debug("Matrix sync failed", "user", s.user, "error", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-s.ctx.Done():
+				t.Stop()
+				return
+			}
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		backoff = minBackoff
+		s.mu.Lock()
+		s.err = nil
+		s.mu.Unlock()
+		if first {
+			first = false
+			close(s.ready)
+		}
+	}
+}
+
+func unauthorized(err error) bool {
+	var he mautrix.HTTPError
+	return errors.As(err, &he) && he.RespError != nil && he.RespError.ErrCode == mautrix.MUnknownToken.ErrCode
+}
+
+// handle hands one sync batch to the gateway. initial: the first sync of
+// a new login, whose history is not delivered (the user starts from now).
+func (s *session) handle(resp *mautrix.RespSync, initial bool) error {
+	for _, evt := range resp.AccountData.Events {
+		if evt.Type.Type == event.AccountDataDirectChats.Type {
+			_ = evt.Content.ParseRaw(event.AccountDataDirectChats)
+			s.setDirect(*evt.Content.AsDirectChats())
+		}
+	}
+	for roomID, inv := range resp.Rooms.Invite {
+		s.invited(roomID, inv)
+	}
+	// Rooms in a stable order, events in theirs.
+	rooms := make([]id.RoomID, 0, len(resp.Rooms.Join))
+	for roomID := range resp.Rooms.Join {
+		rooms = append(rooms, roomID)
+	}
+	slices.Sort(rooms)
+	for _, roomID := range rooms {
+		jr := resp.Rooms.Join[roomID]
+		for _, evt := range jr.State.Events {
+			s.learn(roomID, evt)
+		}
+		for _, evt := range jr.Timeline.Events {
+			evt.RoomID = roomID
+			if evt.StateKey != nil {
+				s.learn(roomID, evt)
+			}
+			if initial {
+				continue
+			}
+			if err := s.timeline(evt); err != nil {
+				return err
+			}
+		}
+		if initial {
+			continue
+		}
+		for _, evt := range jr.Ephemeral.Events {
+			evt.RoomID = roomID
+			s.ephemeral(evt)
+		}
+	}
+	return nil
+}
+
+// loadDirect reads m.direct from the homeserver.
+func (s *session) loadDirect() error {
+	ctx, cancel := context.WithTimeout(s.ctx, s.r.a.cfg.RequestTimeout)
+	defer cancel()
+	var d event.DirectChatsEventContent
+	if err := s.cli.GetAccountData(ctx, event.AccountDataDirectChats.Type, &d); err != nil {
+		var he mautrix.HTTPError
+		if errors.As(err, &he) && he.IsStatus(http.StatusNotFound) {
+			return nil // none yet
+		}
+		return err
+	}
+	s.setDirect(d)
+	return nil
+}
+
+// setDirect takes the m.direct account data as the homeserver has it.
+func (s *session) setDirect(d event.DirectChatsEventContent) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.direct = map[id.UserID][]id.RoomID(d)
+	for u, rooms := range s.direct {
+		for _, r := range rooms {
+			s.dmOf[r] = u
+		}
+	}
+}
+
+// learn notes what a state event says about a room: who the other member
+// of a DM is when m.direct does not say.
+func (s *session) learn(roomID id.RoomID, evt *event.Event) {
+	if evt.Type != event.StateMember {
+		return
+	}
+	_ = evt.Content.ParseRaw(evt.Type)
+	m := evt.Content.AsMember()
+	if m == nil {
+		return
+	}
+	who := id.UserID(evt.GetStateKey())
+	if who == s.acc.UserID && m.IsDirect && evt.Sender != s.acc.UserID {
+		s.mu.Lock()
+		if _, ok := s.dmOf[roomID]; !ok {
+			s.dmOf[roomID] = evt.Sender
+		}
+		s.mu.Unlock()
+	}
+}
+
+// invited accepts an invitation to a direct chat, and records it in
+// m.direct as clients do. Other invitations wait for the user.
+func (s *session) invited(roomID id.RoomID, inv *mautrix.SyncInvitedRoom) {
+	var inviter id.UserID
+	direct := false
+	for _, evt := range inv.State.Events {
+		if evt.Type != event.StateMember || evt.GetStateKey() != string(s.acc.UserID) {
+			continue
+		}
+		_ = evt.Content.ParseRaw(evt.Type)
+		if m := evt.Content.AsMember(); m.Membership == event.MembershipInvite {
+			inviter, direct = evt.Sender, m.IsDirect
+		}
+	}
+	if !direct || inviter == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, s.r.a.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := s.cli.JoinRoomByID(ctx, roomID); err != nil {
+		s.r.a.log.Warn("joining a direct chat failed", "user", s.user, "room", roomID, "error", err)
+		return
+	}
+	s.mu.Lock()
+	s.dmOf[roomID] = inviter
+	s.mu.Unlock()
+	s.addDirect(ctx, inviter, roomID)
+}
+
+// addDirect adds a DM room to the user's m.direct on the homeserver.
+func (s *session) addDirect(ctx context.Context, contact id.UserID, roomID id.RoomID) {
+	var d event.DirectChatsEventContent
+	if err := s.cli.GetAccountData(ctx, event.AccountDataDirectChats.Type, &d); err != nil {
+		var he mautrix.HTTPError
+		if !errors.As(err, &he) || !he.IsStatus(http.StatusNotFound) {
+			s.r.a.log.Warn("reading m.direct failed", "user", s.user, "error", err)
+			return
+		}
+	}
+	if d == nil {
+		d = event.DirectChatsEventContent{}
+	}
+	if slices.Contains(d[contact], roomID) {
+		return
+	}
+	d[contact] = append(d[contact], roomID)
+	if err := s.cli.SetAccountData(ctx, event.AccountDataDirectChats.Type, d); err != nil {
+		s.r.a.log.Warn("updating m.direct failed", "user", s.user, "error", err)
+		return
+	}
+	s.setDirect(d)
+}
+
+// dmRoom returns the DM room with contact, "" when there is none yet.
+func (s *session) dmRoom(contact id.UserID) id.RoomID {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rooms := s.direct[contact]; len(rooms) > 0 {
+		return rooms[len(rooms)-1]
+	}
+	for r, u := range s.dmOf {
+		if u == contact {
+			return r
+		}
+	}
+	return ""
+}
+
+// ensureDM returns the DM room with contact, creating it (and inviting
+// them) when there is none, as Element does.
+func (s *session) ensureDM(ctx context.Context, contact id.UserID) (id.RoomID, error) {
+	if r := s.dmRoom(contact); r != "" {
+		return r, nil
+	}
+	s.create.Lock()
+	defer s.create.Unlock()
+	if r := s.dmRoom(contact); r != "" {
+		return r, nil
+	}
+	resp, err := s.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{
+		Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{contact},
+	})
+	if err != nil {
+		return "", classify(err, "creating a direct chat with "+string(contact))
+	}
+	s.mu.Lock()
+	s.dmOf[resp.RoomID] = contact
+	s.mu.Unlock()
+	s.addDirect(ctx, contact, resp.RoomID)
+	return resp.RoomID, nil
+}
+
+// classify turns a failed request into what the runner acts on.
+func classify(err error, what string) error {
+	var he mautrix.HTTPError
+	if errors.As(err, &he) && he.Response != nil {
+		code := he.Response.StatusCode
+		text := what + " failed"
+		if he.RespError != nil {
+			text += ": " + he.RespError.Err
+		}
+		switch {
+		case code == http.StatusTooManyRequests || code >= 500:
+			return fmt.Errorf("matrix: %s: %w: %w", what, gateways.ErrNotConnected, err)
+		case code == http.StatusUnauthorized:
+			return &gateways.Error{Condition: gateways.RegistrationRequired, Text: "the homeserver no longer accepts the gateway's login; log in again", Permanent: true, Err: err}
+		case code == http.StatusForbidden:
+			return &gateways.Error{Condition: gateways.Forbidden, Text: text, Permanent: true, Err: err}
+		case code == http.StatusNotFound:
+			return &gateways.Error{Condition: gateways.ItemNotFound, Text: text, Permanent: true, Err: err}
+		default:
+			return &gateways.Error{Condition: gateways.NotAcceptable, Text: text, Permanent: true, Err: err}
+		}
+	}
+	return fmt.Errorf("matrix: %s: %w: %w", what, gateways.ErrNotConnected, err)
+}
