@@ -30,6 +30,7 @@ import (
 	_ "github.com/xmppgw/xmppgw/gateways/matrix"
 	_ "github.com/xmppgw/xmppgw/gateways/push"
 	_ "github.com/xmppgw/xmppgw/gateways/sandbox"
+	_ "github.com/xmppgw/xmppgw/gateways/sms/providers"
 	_ "github.com/xmppgw/xmppgw/gateways/telnyx"
 	_ "github.com/xmppgw/xmppgw/gateways/twilio"
 )

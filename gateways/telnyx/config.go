@@ -49,7 +49,12 @@ const DefaultAPIURL = "https://api.telnyx.com"
 const DefaultWebhookTolerance = 5 * time.Minute
 
 func newConfig() any {
-	return &Config{Account: Account{APIURL: DefaultAPIURL, WebhookTolerance: DefaultWebhookTolerance}, Settings: sms.DefaultSettings()}
+	return &Config{Account: NewAccount(), Settings: sms.DefaultSettings()}
+}
+
+// NewAccount returns an account block with its defaults.
+func NewAccount() Account {
+	return Account{APIURL: DefaultAPIURL, WebhookTolerance: DefaultWebhookTolerance}
 }
 
 var (

@@ -36,8 +36,11 @@ const MaxRequestTimeout = sms.MaxRequestTimeout
 const DefaultAPIURL = "https://api.twilio.com"
 
 func newConfig() any {
-	return &Config{Account: Account{APIURL: DefaultAPIURL}, Settings: sms.DefaultSettings()}
+	return &Config{Account: NewAccount(), Settings: sms.DefaultSettings()}
 }
+
+// NewAccount returns an account block with its defaults.
+func NewAccount() Account { return Account{APIURL: DefaultAPIURL} }
 
 var (
 	accountSID = regexp.MustCompile(`^AC[0-9a-fA-F]{32}$`)
