@@ -43,6 +43,7 @@ func TestAdapterCommandsAndIQs(t *testing.T) {
 	runComponent(t, component.Options{
 		Name: "adapter", Domain: adapterDomain, Secret: "secret", Server: srv.ComponentAddr(), Bus: b,
 		IdentityType: "app", AllowedDomains: []string{"example.org"}, Admins: []string{"admin@localhost"},
+		Identities: []component.Identity{{Category: "pubsub", Type: "push"}}, DiscoFeatures: []string{"urn:xmpp:push:0"},
 		Commands: []component.Command{
 			{
 				Node: "greet", Name: "Greet",
@@ -99,8 +100,12 @@ func TestAdapterCommandsAndIQs(t *testing.T) {
 		if strings.Join(nodes, ",") != "greet,secret-stats" {
 			t.Errorf("admin's commands = %v", nodes)
 		}
-		if r := iq(t, admin, adapterDomain, "get", discoInfo); !r.hasFeature("http://jabber.org/protocol/commands") || r.hasFeature("jabber:iq:register") {
+		r = iq(t, admin, adapterDomain, "get", discoInfo)
+		if !r.hasFeature("http://jabber.org/protocol/commands") || r.hasFeature("jabber:iq:register") || !r.hasFeature("urn:xmpp:push:0") {
 			t.Errorf("disco#info: %s", r.Raw)
+		}
+		if len(r.Info.Identities) != 2 || r.Info.Identities[1].Category != "pubsub" || r.Info.Identities[1].Type != "push" {
+			t.Errorf("identities: %s", r.Raw)
 		}
 	})
 	t.Run("two stages, required fields, errors", func(t *testing.T) {

@@ -40,6 +40,11 @@ type Options struct {
 	// Identity shown in disco#info on the domain (category "gateway").
 	IdentityType string // "sms", "irc", …
 	IdentityName string
+	// Identities and DiscoFeatures are advertised on the domain next
+	// to the gateway identity: what the adapter's own IQs serve (a push
+	// app server is pubsub/push with urn:xmpp:push:0).
+	Identities    []Identity
+	DiscoFeatures []string
 	// ContactType is the disco identity type (category "client") of contact
 	// JIDs, e.g. "sms". Default "pc".
 	ContactType string

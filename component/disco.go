@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/xml"
 	"mellium.im/xmpp/stanza"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -22,6 +23,9 @@ import (
 type Features struct {
 	Corrections, Replies, Reactions, Retractions, Markers, Typing bool
 }
+
+// Identity is an XEP-0030 identity.
+type Identity struct{ Category, Type, Name string }
 
 // entity is what a disco#info request is about.
 type entity int
@@ -91,6 +95,14 @@ func (c *Component) infoFor(on entity, roomName string) discoInfo {
 		info.Features = append(info.Features, feature{"muc_public"}, feature{"muc_open"}, feature{"muc_nonanonymous"}, feature{"muc_unsecured"}, feature{"muc_persistent"})
 	default:
 		info.Identities = []identity{{Category: "gateway", Type: c.o.IdentityType, Name: c.o.IdentityName}}
+		for _, id := range c.o.Identities {
+			info.Identities = append(info.Identities, identity(id))
+		}
+		for _, f := range c.o.DiscoFeatures {
+			if !slices.ContainsFunc(info.Features, func(have feature) bool { return have.Var == f }) {
+				info.Features = append(info.Features, feature{f})
+			}
+		}
 		if c.o.IsRoom != nil {
 			// Rooms are reachable as a XEP-0045 service on this domain.
 			info.Identities = append(info.Identities, identity{Category: "conference", Type: c.o.IdentityType, Name: c.o.IdentityName})

@@ -203,6 +203,11 @@ type Info struct {
 	// Name is the human-readable identity name shown by clients.
 	Name         string
 	Capabilities Capabilities
+	// ExtraIdentities ("category/type") and ExtraFeatures are advertised
+	// in disco#info on the gateway's domain next to its gateway identity:
+	// what the adapter's own IQs serve (IQProvider).
+	ExtraIdentities []string
+	ExtraFeatures   []string
 	// NewConfig returns a pointer to a zero adapter config that the config
 	// loader decodes the gateways.<name>.<ID> block into, strictly. Nil when
 	// the adapter takes no configuration.

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -256,6 +257,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			Bus:            b,
 			IdentityType:   info.Type,
 			IdentityName:   info.Name,
+			Identities:     extraIdentities(info),
+			DiscoFeatures:  info.ExtraFeatures,
 			ContactType:    info.ContactType,
 			Receipts:       info.Capabilities.Receipts,
 			Media:          info.Capabilities.Media,
@@ -312,6 +315,16 @@ func adapterServices(a gateways.Adapter) ([]component.Command, []component.IQHan
 		}
 	}
 	return cmds, iqs
+}
+
+// extraIdentities are the adapter's disco identities ("category/type").
+func extraIdentities(info gateways.Info) []component.Identity {
+	var out []component.Identity
+	for _, id := range info.ExtraIdentities {
+		cat, typ, _ := strings.Cut(id, "/")
+		out = append(out, component.Identity{Category: cat, Type: typ, Name: info.Name})
+	}
+	return out
 }
 
 func commandFields(fs []gateways.Field) []component.CommandField {

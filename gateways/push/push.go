@@ -25,8 +25,11 @@ func init() {
 		Type:        "app", // XEP-0357 app servers have no registrar type of their own
 		ContactType: "pc",
 		Name:        "Push notifications (UnifiedPush, FCM, APNs)",
-		NewConfig:   newConfig,
-		New:         New,
+		// A XEP-0357 app server is a pubsub service of type push.
+		ExtraIdentities: []string{"pubsub/push"},
+		ExtraFeatures:   []string{"urn:xmpp:push:0", "http://jabber.org/protocol/pubsub#publish"},
+		NewConfig:       newConfig,
+		New:             New,
 	})
 }
 

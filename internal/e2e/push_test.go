@@ -4,6 +4,7 @@ import (
 	"encoding/xml"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -173,6 +174,37 @@ gateways:
 		_, _, st := registerPush(t, c, strictPushDomain, "register-push-unifiedpush", map[string]string{"endpoint": dist.Endpoint("frank")})
 		if st.Type != "error" || st.ErrorCondition != "not-acceptable" || !strings.Contains(st.ErrorText, "allow_private_endpoints") {
 			t.Fatalf("want not-acceptable saying why, got %s", st.Raw)
+		}
+	})
+
+	t.Run("disco", func(t *testing.T) {
+		pushIQ++
+		id := fmt.Sprintf("disco%d", pushIQ)
+		bob.SendRaw(t, fmt.Sprintf(`<iq type="get" id="%s" to="%s"><query xmlns="http://jabber.org/protocol/disco#info"/></iq>`, id, pushDomain))
+		st := bob.WaitStanza(t, wait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == id })
+		var info struct {
+			Identities []struct {
+				Category string `xml:"category,attr"`
+				Type     string `xml:"type,attr"`
+			} `xml:"query>identity"`
+			Features []struct {
+				Var string `xml:"var,attr"`
+			} `xml:"query>feature"`
+		}
+		if err := xml.Unmarshal([]byte(st.Raw), &info); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, id := range info.Identities {
+			got = append(got, id.Category+"/"+id.Type)
+		}
+		for _, f := range info.Features {
+			got = append(got, f.Var)
+		}
+		for _, want := range []string{"pubsub/push", "urn:xmpp:push:0", "http://jabber.org/protocol/commands"} {
+			if !slices.Contains(got, want) {
+				t.Errorf("disco#info lacks %s: %s", want, st.Raw)
+			}
 		}
 	})
 
