@@ -49,6 +49,13 @@ func (c *Component) onRegister(ctx context.Context, w encoder, iq *inIQ, r route
 	self := c.domain.String()
 	rctx, cancel := registrarContext(ctx)
 	defer cancel()
+	if c.formRegistrar() != nil {
+		// A login at the network: its round trips take longer than a
+		// lookup in the store.
+		cancel()
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), formRegistrarTimeout)
+		defer cancel()
+	}
 	reply := outIQ{ID: iq.ID, From: iq.To, To: iq.From, Type: "result"}
 
 	switch {
@@ -81,7 +88,9 @@ func (c *Component) onRegister(ctx context.Context, w encoder, iq *inIQ, r route
 	default:
 		var number string
 		var err error
-		if chosen := chosenAddress(iq); chosen != "" && c.chooser() != nil {
+		if fr := c.formRegistrar(); fr != nil {
+			number, err = fr.RegisterForm(rctx, user, iq.Payload.Form.submitted())
+		} else if chosen := chosenAddress(iq); chosen != "" && c.chooser() != nil {
 			number, err = c.chooser().RegisterAs(rctx, user, chosen)
 		} else {
 			number, err = c.o.Registrar.Register(rctx, user)
@@ -123,7 +132,61 @@ func chosenAddress(iq *inIQ) string {
 	return ""
 }
 
+// formRegistrarTimeout bounds a registration that logs in to the network.
+const formRegistrarTimeout = 30 * time.Second
+
+// formRegistrar is the Registrar as a FormRegistrar, nil when users do
+// not register with a form of the adapter's.
+func (c *Component) formRegistrar() FormRegistrar {
+	fr, _ := c.o.Registrar.(FormRegistrar)
+	return fr
+}
+
+// submitted returns a submitted form's values by field var, FORM_TYPE
+// aside; nil for no form.
+func (f *dataForm) submitted() map[string][]string {
+	if f == nil {
+		return nil
+	}
+	out := map[string][]string{}
+	for _, fl := range f.Fields {
+		if fl.Var != "" && fl.Var != "FORM_TYPE" {
+			out[fl.Var] = fl.Values
+		}
+	}
+	return out
+}
+
+// formQuery is the registration form of a FormRegistrar: its fields,
+// empty (a password is never shown back), the address when registered.
+func (c *Component) formQuery(fr FormRegistrar, address string) registerQuery {
+	title, instructions, fields := fr.RegistrationForm()
+	q := registerQuery{Instructions: instructions}
+	if address != "" {
+		q.Registered = &struct{}{}
+		q.Username = address
+		q.Instructions = "You are registered as " + address + ". Submit the form again to change it; unregister to leave."
+	}
+	if title == "" {
+		title = "Registration with " + c.domain.String()
+	}
+	f := &dataForm{Type: "form", Title: title, Instructions: []string{q.Instructions},
+		Fields: []formField{{Var: "FORM_TYPE", Type: "hidden", Values: []string{nsRegister}}}}
+	for _, fl := range fields {
+		ff := formField{Var: fl.Var, Type: fl.Type, Label: fl.Label, Desc: fl.Desc}
+		if fl.Required {
+			ff.Required = &struct{}{}
+		}
+		f.Fields = append(f.Fields, ff)
+	}
+	q.Form = f
+	return q
+}
+
 func (c *Component) registerQuery(address string) registerQuery {
+	if fr := c.formRegistrar(); fr != nil {
+		return c.formQuery(fr, address)
+	}
 	if ch := c.chooser(); ch != nil {
 		return c.chooseQuery(ch, address)
 	}

@@ -46,3 +46,15 @@ type AddressChooser interface {
 	// RegisterAs gives user the address they asked for, replacing theirs.
 	RegisterAs(ctx context.Context, user, address string) (string, error)
 }
+
+// FormRegistrar is a Registrar whose users register with a form of the
+// adapter's (a network login) instead of an address from a pool or a
+// chosen nick: the XEP-0077 form is that form, and a submission is handed
+// over whole. Errors follow the Registrar rule.
+type FormRegistrar interface {
+	// RegistrationForm returns the form's title, instructions and fields.
+	RegistrationForm() (title, instructions string, fields []CommandField)
+	// RegisterForm registers user with the submitted values by field var
+	// and returns their address.
+	RegisterForm(ctx context.Context, user string, values map[string][]string) (string, error)
+}

@@ -210,6 +210,9 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 		var registrar component.Registrar
 		if rp, ok := adapter.(gateways.RegistrarProvider); ok {
 			registrar = rp.Registrar()
+			if fr, ok := registrar.(gateways.FormRegistrar); ok {
+				registrar = formRegistrar{Registrar: registrar, f: fr}
+			}
 		}
 		var translator component.AddressTranslator
 		if at, ok := adapter.(gateways.AddressTranslator); ok {

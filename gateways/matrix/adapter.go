@@ -24,7 +24,7 @@ func init() {
 		Type:         "matrix",
 		ContactType:  "pc",
 		Name:         "Matrix",
-		Capabilities: gateways.Capabilities{},
+		Capabilities: gateways.Capabilities{Rooms: true},
 		NewConfig:    newConfig,
 		New:          New,
 	})
@@ -52,6 +52,7 @@ type Adapter struct {
 var (
 	_ gateways.Adapter         = (*Adapter)(nil)
 	_ gateways.CommandProvider = (*Adapter)(nil)
+	_ gateways.RoomAdapter     = (*Adapter)(nil)
 	_ gateways.Editor          = (*Adapter)(nil)
 	_ gateways.Replier         = (*Adapter)(nil)
 	_ gateways.Reactor         = (*Adapter)(nil)

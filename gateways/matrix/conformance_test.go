@@ -2,6 +2,8 @@ package matrix_test
 
 import (
 	"context"
+
+	"maunium.net/go/mautrix"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,11 @@ func TestConformance(t *testing.T) {
 	srv := dendritetest.Start(t)
 	srv.Register(t, "gtalice", "password")
 	bob := srv.User(t, "bob")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "conformance", Topic: "the suite's room"}); err != nil {
+		t.Fatal(err)
+	}
 	b := bustest.Open(t)
 	js := b.JetStream()
 	kv, err := js.KeyValue(context.Background(), bus.BucketRegistrations)
@@ -49,6 +56,7 @@ func TestConformance(t *testing.T) {
 		User:    gatewaytest.DefaultUser,
 		Contact: "bob%localhost",
 		Invalid: "not a user",
+		Room:    "#conformance%localhost",
 		Prepare: func(t *testing.T, a gateways.Adapter) {
 			user := gateways.BareJID(gatewaytest.DefaultUser)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)

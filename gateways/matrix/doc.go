@@ -6,15 +6,17 @@
 //
 // # Logging in
 //
-// A user logs in with the ad-hoc command "Log in to Matrix" (node
-// matrix-login) on the gateway's domain: homeserver URL, full Matrix ID
-// and password. The gateway logs in as a new device (named device_name)
-// and keeps the homeserver URL, Matrix ID, device id and access token in
-// the registrations bucket; the password is never stored and no token is
-// ever logged. Logging in again replaces the device (the old one is logged
-// out); "Log out of Matrix" (matrix-logout) logs the device out and forgets
-// it. A login stored by any process of the gateway connects the user in
-// the process that runs the adapter, which watches the logins.
+// A user registers with the gateway's domain (XEP-0077): the form asks
+// for the homeserver URL (homeserver), the full Matrix ID (username) and
+// the password (password); the ad-hoc command "Log in to Matrix" (node
+// matrix-login) does the same. The gateway logs in as a new device (named
+// device_name) and keeps the homeserver URL, Matrix ID, device id and
+// access token in the registrations bucket; the password is never stored
+// and no token is ever logged. Logging in again replaces the device (the
+// old one is logged out); unregistering, or "Log out of Matrix"
+// (matrix-logout), logs the device out and forgets it. A login stored by
+// any process of the gateway connects the user in the process that runs
+// the adapter, which watches the logins.
 //
 // The homeserver URL comes from the user, so it is checked before any
 // request: https (plain http only to loopback with
@@ -55,6 +57,20 @@
 //
 // formatted_body is not carried: XMPP gets the plain body.
 //
+// # Rooms
+//
+// #alias%server@<domain> and !id%server@<domain> are XEP-0045 rooms.
+// Joining joins the Matrix room; its joined members become occupants,
+// their display names (else their localparts) the nicks, then the user,
+// then the topic as the subject. Members joining, leaving (the reason as
+// status) and changing display name (a nick change) follow, and so does
+// the topic. The user's messages are reflected to their clients with the
+// id they gave them; corrections, replies, reactions, retractions,
+// typing and read receipts work in rooms as in direct chats. Leaving the
+// XMPP room leaves the Matrix room. Rooms joined from XMPP are not yet
+// remembered across a restart of the adapter: until the user joins again,
+// what is said there is not delivered.
+//
 // # Nothing lost, nothing twice
 //
 // Each user's device syncs with /sync. The token of a batch is stored in
@@ -78,6 +94,6 @@
 //	request_timeout            every other request (default 30s)
 //	device_name                the display name of the gateway's devices
 //
-// Not yet bridged: rooms (XEP-0045), outbound media, end-to-end encryption
-// (encrypted rooms are not readable), the XEP-0077 registration form.
+// Not yet bridged: outbound media, invitations to rooms (XEP-0249), and
+// end-to-end encryption (encrypted rooms are not readable).
 package matrix

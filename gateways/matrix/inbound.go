@@ -16,19 +16,42 @@ import (
 	"github.com/xmppgw/xmppgw/gateways"
 )
 
+// conv is where an event is shown to the user: a contact's chat, or a
+// room they joined (as the occupant Nick).
+type conv struct {
+	from      string // the contact's or the room's address
+	to        string // the user's bare JID, or the full JID that joined the room
+	groupchat bool
+	nick      string
+}
+
+// convOf finds where evt is shown; false when nowhere (a room the user did
+// not join from XMPP, a DM with someone else speaking).
+func (s *session) convOf(evt *event.Event) (conv, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if j := s.rooms[evt.RoomID]; j != nil {
+		return conv{from: j.addr, to: j.jid, groupchat: true, nick: j.nickOf(evt.Sender)}, true
+	}
+	if contact, ok := s.dmOf[evt.RoomID]; ok && contact == evt.Sender {
+		return conv{from: userAddress(contact), to: s.user}, true
+	}
+	return conv{}, false
+}
+
 // timeline hands one timeline event of a joined room to the gateway. An
 // error leaves the batch to be handed over again.
 func (s *session) timeline(evt *event.Event) error {
+	if evt.StateKey != nil {
+		return s.state(evt)
+	}
 	if evt.Sender == s.acc.UserID {
 		return nil // the user's own, from this device or another
 	}
-	s.mu.Lock()
-	contact, dm := s.dmOf[evt.RoomID]
-	s.mu.Unlock()
-	if !dm || contact != evt.Sender {
+	c, ok := s.convOf(evt)
+	if !ok {
 		return nil
 	}
-	from := userAddress(evt.Sender)
 	ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
 	defer cancel()
 	h := s.r.host
@@ -38,7 +61,7 @@ func (s *session) timeline(evt *event.Event) error {
 			return nil // not a message we can read
 		}
 		m := evt.Content.AsMessage()
-		in := gateways.Inbound{ProviderID: string(evt.ID), From: from, To: s.user}
+		in := gateways.Inbound{ProviderID: string(evt.ID), From: c.from, To: c.to, Groupchat: c.groupchat, Nick: c.nick}
 		if target := m.RelatesTo.GetReplaceID(); target != "" && m.NewContent != nil {
 			in.Replace = string(target)
 			m = m.NewContent
@@ -66,7 +89,7 @@ func (s *session) timeline(evt *event.Event) error {
 			}
 		}
 		return h.React(ctx, gateways.InboundReaction{
-			User: s.user, Contact: from, Target: string(rel.EventID), Add: rel.Key,
+			User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, Target: string(rel.EventID), Add: rel.Key,
 			ProviderID: string(evt.ID), Fallback: rel.Key,
 		})
 	case event.EventRedaction:
@@ -84,10 +107,37 @@ func (s *session) timeline(evt *event.Event) error {
 			return err
 		} else if ok {
 			return h.React(ctx, gateways.InboundReaction{
-				User: s.user, Contact: from, Target: string(rec.Target), Remove: rec.Key, ProviderID: string(evt.ID),
+				User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, Target: string(rec.Target), Remove: rec.Key, ProviderID: string(evt.ID),
 			})
 		}
-		return h.Retract(ctx, gateways.InboundRetraction{User: s.user, Contact: from, Target: string(target), ProviderID: string(evt.ID)})
+		return h.Retract(ctx, gateways.InboundRetraction{User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, Target: string(target), ProviderID: string(evt.ID)})
+	}
+	return nil
+}
+
+// state hands a state change of a room the user joined from XMPP to the
+// gateway: members coming, going and renamed; the topic.
+func (s *session) state(evt *event.Event) error {
+	s.mu.Lock()
+	j := s.rooms[evt.RoomID]
+	s.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
+		return nil
+	}
+	switch evt.Type {
+	case event.StateMember:
+		return s.member(evt.RoomID, j, evt)
+	case event.StateTopic:
+		ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
+		defer cancel()
+		topic := evt.Content.AsTopic().Topic
+		s.mu.Lock()
+		nick := j.nickOf(evt.Sender)
+		s.mu.Unlock()
+		return s.r.host.Deliver(ctx, gateways.Inbound{ProviderID: string(evt.ID), Groupchat: true, From: j.addr, To: j.jid, Nick: nick, Subject: &topic})
 	}
 	return nil
 }
@@ -144,50 +194,63 @@ func (s *session) media(m *event.MessageEventContent) *gateways.Media {
 	return md
 }
 
-// ephemeral passes on typing and read receipts in DM rooms.
+// ephemeral passes on typing and read receipts in DM rooms and in rooms
+// the user joined from XMPP.
 func (s *session) ephemeral(evt *event.Event) {
 	s.mu.Lock()
 	contact, dm := s.dmOf[evt.RoomID]
+	j := s.rooms[evt.RoomID]
 	s.mu.Unlock()
-	if !dm {
+	if !dm && j == nil {
 		return
+	}
+	// where: who the events come from, as the host wants them.
+	where := func(u id.UserID) (conv, bool) {
+		if u == s.acc.UserID {
+			return conv{}, false
+		}
+		if j != nil {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			return conv{from: j.addr, to: j.jid, groupchat: true, nick: j.nickOf(u)}, true
+		}
+		return conv{from: userAddress(contact), to: s.user}, u == contact
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
 	defer cancel()
-	from := userAddress(contact)
 	switch evt.Type {
 	case event.EphemeralEventTyping:
 		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
 			return
 		}
-		now := slices.Contains(evt.Content.AsTyping().UserIDs, contact)
+		now := evt.Content.AsTyping().UserIDs
 		s.mu.Lock()
-		was := slices.Contains(s.typing[evt.RoomID], contact)
-		if now {
-			s.typing[evt.RoomID] = []id.UserID{contact}
-		} else {
-			delete(s.typing, evt.RoomID)
-		}
+		was := s.typing[evt.RoomID]
+		s.typing[evt.RoomID] = now
 		s.mu.Unlock()
-		if now == was {
-			return
+		for _, u := range now {
+			if c, ok := where(u); ok && !slices.Contains(was, u) {
+				_ = s.r.host.Type(ctx, gateways.InboundTyping{User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, State: bus.TypingComposing})
+			}
 		}
-		state := bus.TypingComposing
-		if !now {
-			state = bus.TypingActive
+		for _, u := range was {
+			if c, ok := where(u); ok && !slices.Contains(now, u) {
+				_ = s.r.host.Type(ctx, gateways.InboundTyping{User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, State: bus.TypingActive})
+			}
 		}
-		_ = s.r.host.Type(ctx, gateways.InboundTyping{User: s.user, Contact: from, State: state})
 	case event.EphemeralEventReceipt:
 		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
 			return
 		}
 		for evID, receipts := range *evt.Content.AsReceipt() {
 			for typ, users := range receipts {
-				if typ != event.ReceiptTypeRead && typ != event.ReceiptTypeReadPrivate {
+				if typ != event.ReceiptTypeRead {
 					continue
 				}
-				if _, ok := users[contact]; ok {
-					_ = s.r.host.Mark(ctx, gateways.InboundMarker{User: s.user, Contact: from, State: bus.MarkerDisplayed, Target: string(evID)})
+				for u := range users {
+					if c, ok := where(u); ok {
+						_ = s.r.host.Mark(ctx, gateways.InboundMarker{User: c.to, Contact: c.from, Groupchat: c.groupchat, Nick: c.nick, State: bus.MarkerDisplayed, Target: string(evID)})
+					}
 				}
 			}
 		}

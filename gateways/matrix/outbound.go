@@ -31,7 +31,7 @@ func (a *Adapter) resolve(ctx context.Context, from, to string, create bool) (ta
 		return target{}, fmt.Errorf("matrix: %w: %w", gateways.ErrNotConnected, err)
 	}
 	contact, ok := parseUser(to)
-	if !ok {
+	if !ok && !isRoomAddress(to) {
 		return target{}, gateways.Reject(gateways.JIDMalformed, "%q is not a Matrix user: write @bob:example.org as bob%%example.org", to)
 	}
 	r, err := a.current()
@@ -46,7 +46,11 @@ func (a *Adapter) resolve(ctx context.Context, from, to string, create bool) (ta
 		return target{}, err
 	}
 	var room id.RoomID
-	if create {
+	if isRoomAddress(to) {
+		if room, _ = s.roomByAddr(to); room == "" {
+			err = gateways.Reject(gateways.NotAcceptable, "join %s first", to)
+		}
+	} else if create {
 		room, err = s.ensureDM(ctx, contact)
 	} else if room = s.dmRoom(contact); room == "" {
 		err = gateways.Reject(gateways.ItemNotFound, "there is no conversation with %s on Matrix yet", contact)
@@ -84,6 +88,9 @@ func text(body string) *event.MessageEventContent {
 // Send sends a message to a contact, in their DM room (created on first
 // use).
 func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent, error) {
+	if m.Groupchat {
+		return a.sendRoom(ctx, m, func() any { return text(m.Body) }, event.EventMessage)
+	}
 	t, err := a.resolve(ctx, m.From, m.To, true)
 	if err != nil {
 		return gateways.Sent{}, err
@@ -100,12 +107,19 @@ func (a *Adapter) SendReply(ctx context.Context, m gateways.Outbound) (gateways.
 	if m.ReplyTo == nil || len(m.ReplyTo.NetworkIDs) == 0 {
 		return a.Send(ctx, m)
 	}
+	reply := func() any {
+		c := text(m.Body)
+		c.RelatesTo = (&event.RelatesTo{}).SetReplyTo(id.EventID(m.ReplyTo.NetworkIDs[0]))
+		return c
+	}
+	if m.Groupchat {
+		return a.sendRoom(ctx, m, reply, event.EventMessage)
+	}
 	t, err := a.resolve(ctx, m.From, m.To, true)
 	if err != nil {
 		return gateways.Sent{}, err
 	}
-	c := text(m.Body)
-	c.RelatesTo = (&event.RelatesTo{}).SetReplyTo(id.EventID(m.ReplyTo.NetworkIDs[0]))
+	c := reply()
 	ev, err := t.send(ctx, event.EventMessage, c, m.Key, "message")
 	if err != nil {
 		return gateways.Sent{}, err
@@ -127,6 +141,16 @@ func (a *Adapter) Edit(ctx context.Context, e gateways.Edit) (gateways.Sent, err
 	ev, err := t.send(ctx, event.EventMessage, c, e.Key, "edit")
 	if err != nil {
 		return gateways.Sent{}, err
+	}
+	if e.Groupchat {
+		// Reflected, like every message in a room.
+		t.s.mu.Lock()
+		j := t.s.rooms[t.room]
+		t.s.mu.Unlock()
+		if j != nil {
+			_ = t.s.r.host.Deliver(ctx, gateways.Inbound{ProviderID: string(ev), Groupchat: true, From: e.To, To: e.From, Nick: j.nick,
+				Body: e.Body, OriginID: e.ID, Replace: e.Target.NetworkIDs[0]})
+		}
 	}
 	return gateways.Sent{IDs: []string{string(ev)}}, nil
 }

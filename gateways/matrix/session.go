@@ -35,6 +35,7 @@ type session struct {
 	direct map[id.UserID][]id.RoomID // m.direct, as the homeserver has it
 	dmOf   map[id.RoomID]id.UserID   // the contact of each DM room
 	typing map[id.RoomID][]id.UserID // who was typing, per room
+	rooms  map[id.RoomID]*joined     // rooms joined from XMPP
 	err    error                     // the last sync's failure, nil once one succeeded
 	create sync.Mutex                // one DM room created at a time
 }
@@ -58,6 +59,7 @@ func (r *run) newSession(user string, acc account) (*session, error) {
 		r: r, user: user, acc: acc, cli: cli, scli: scli, ctx: ctx, stop: cancel,
 		done: make(chan struct{}), ready: make(chan struct{}),
 		direct: map[id.UserID][]id.RoomID{}, dmOf: map[id.RoomID]id.UserID{}, typing: map[id.RoomID][]id.UserID{},
+		rooms: map[id.RoomID]*joined{},
 	}
 	r.wg.Add(1)
 	go func() {

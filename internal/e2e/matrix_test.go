@@ -1,0 +1,288 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
+
+	"github.com/xmppgw/xmppgw/internal/dendritetest"
+	"github.com/xmppgw/xmppgw/internal/proctest"
+	"github.com/xmppgw/xmppgw/internal/xmpptest"
+)
+
+// Matrix through the real binary (issue #14): a real Prosody, a real
+// Dendrite, an XMPP user (alice, logged in to Matrix as @alice:localhost)
+// and bob, a Matrix user driven by a mautrix client.
+const (
+	matrixDomain = "matrix.localhost"
+	matrixWait   = 20 * time.Second
+	bobJID       = "bob%localhost@" + matrixDomain
+)
+
+func matrixConfig(componentAddr string) string {
+	return fmt.Sprintf(`xmpp:
+  server: %s
+bus:
+  data_dir: %%DATA%%
+http:
+  listen: %%HTTP%%
+log:
+  level: debug
+gateways:
+  matrix:
+    domain: %s
+    secret: secret
+    adapter: matrix
+    allowed_domains: [localhost]
+    matrix:
+      allow_private_homeservers: true
+      sync_timeout: 5s
+`, componentAddr, matrixDomain)
+}
+
+func TestMatrix(t *testing.T) {
+	t.Parallel()
+	hs := dendritetest.Start(t)
+	hs.Register(t, "alice", "matrixpass")
+	bob := hs.User(t, "bob")
+	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{matrixDomain: "secret"}})
+	dir, httpAddr := t.TempDir(), proctest.FreeAddr(t)
+	config := matrixConfig(srv.ComponentAddr())
+	g := startGatewayIn(t, dir, httpAddr, config)
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+	alice := xmpptest.Login(t, srv, "alice", "password")
+	top := t
+
+	t.Run("the registration form asks for a Matrix login", func(t *testing.T) {
+		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='get' id='reg-get'><query xmlns='jabber:iq:register'/></iq>`)
+		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "reg-get" })
+		for _, f := range []string{"var='homeserver'", "var='username'", "var='password'", "type='text-private'"} {
+			if !strings.Contains(strings.ReplaceAll(s.Raw, `"`, `'`), f) {
+				t.Errorf("the registration form lacks %s:\n%s", f, s.Raw)
+			}
+		}
+	})
+	register := func(id, password string) xmpptest.Stanza {
+		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='`+id+`'><query xmlns='jabber:iq:register'>`+
+			`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field>`+
+			`<field var='homeserver'><value>`+hs.URL()+`</value></field>`+
+			`<field var='username'><value>@alice:localhost</value></field>`+
+			`<field var='password'><value>`+password+`</value></field></x></query></iq>`)
+		return alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == id })
+	}
+	if s := register("reg-bad", "wrong"); s.Type != "error" || s.ErrorCondition != "not-acceptable" || strings.Contains(s.Raw, "wrong") {
+		t.Errorf("a wrong password: %s, want not-acceptable without the password", s.Raw)
+	}
+	if s := register("reg", "matrixpass"); s.Type != "result" {
+		t.Fatalf("registering: %s", s.Raw)
+	}
+	if strings.Contains(g.log.String(), "matrixpass") {
+		t.Errorf("the gateway logged the password")
+	}
+
+	// alice writes first: the gateway creates the direct chat.
+	alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m1'><body>hello bob</body><origin-id xmlns='urn:xmpp:sid:0' id='m1'/></message>`)
+	m1 := bob.Wait(t, matrixWait, "alice's first message", func(e *event.Event) bool { return dendritetest.Body(e) == "hello bob" })
+	room := m1.RoomID
+	if m1.Sender != "@alice:localhost" {
+		t.Errorf("sent by %s, want @alice:localhost", m1.Sender)
+	}
+
+	b1, err := bob.SendText(ctxFor(t), room, "hi alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	in1 := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "hi alice" })
+
+	t.Run("corrections both ways", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m1c'><body>hello Bob</body><replace id='m1' xmlns='urn:xmpp:message-correct:0'/></message>`)
+		e := bob.Wait(t, matrixWait, "the correction", func(e *event.Event) bool { return dendritetest.Body(e) == "hello Bob" })
+		if e.Content.AsMessage().RelatesTo.GetReplaceID() != m1.ID {
+			t.Errorf("the correction does not replace %s", m1.ID)
+		}
+		edit := &event.MessageEventContent{MsgType: event.MsgText, Body: "hi Alice"}
+		edit.SetEdit(b1.EventID)
+		if _, err := bob.SendMessageEvent(ctxFor(t), room, event.EventMessage, edit); err != nil {
+			t.Fatal(err)
+		}
+		got := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "hi Alice" })
+		if got.Replace == nil || got.Replace.ID != in1.ID {
+			t.Errorf("bob's edit reached alice with replace %+v, want the id of %q, %s", got.Replace, in1.Body, in1.ID)
+		}
+	})
+
+	t.Run("reactions both ways", func(t *testing.T) {
+		react, err := bob.SendReaction(ctxFor(t), room, m1.ID, "👍")
+		if err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool {
+			return m.Reactions != nil && m.Reactions.ID == "m1" && sameSet(m.Reactions.Reactions, []string{"👍"})
+		})
+		if _, err := bob.RedactEvent(ctxFor(t), room, react.EventID); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool {
+			return m.Reactions != nil && m.Reactions.ID == "m1" && len(m.Reactions.Reactions) == 0
+		})
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='r1'><reactions id='`+in1.ID+`' xmlns='urn:xmpp:reactions:0'><reaction>🎉</reaction></reactions><store xmlns='urn:xmpp:hints'/></message>`)
+		r := bob.Wait(t, matrixWait, "alice's reaction", func(e *event.Event) bool {
+			return e.Type == event.EventReaction && e.Content.AsReaction().RelatesTo.EventID == b1.EventID && e.Content.AsReaction().RelatesTo.Key == "🎉"
+		})
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='r2'><reactions id='`+in1.ID+`' xmlns='urn:xmpp:reactions:0'/><store xmlns='urn:xmpp:hints'/></message>`)
+		bob.Wait(t, matrixWait, "the reaction's removal", func(e *event.Event) bool { return e.Type == event.EventRedaction && e.Redacts == r.ID })
+	})
+
+	t.Run("replies both ways", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m2'><body>&gt; hi Alice
+answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply:0'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:reply:0'><body start='0' end='11'/></fallback></message>`)
+		e := bob.Wait(t, matrixWait, "alice's reply", func(e *event.Event) bool { return dendritetest.Body(e) == "answering you" })
+		if e.Content.AsMessage().RelatesTo.GetReplyTo() != b1.EventID {
+			t.Errorf("alice's reply is not in reply to %s", b1.EventID)
+		}
+		reply := &event.MessageEventContent{MsgType: event.MsgText, Body: "replying to m1"}
+		reply.RelatesTo = (&event.RelatesTo{}).SetReplyTo(m1.ID)
+		if _, err := bob.SendMessageEvent(ctxFor(t), room, event.EventMessage, reply); err != nil {
+			t.Fatal(err)
+		}
+		got := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "replying to m1" })
+		if got.Reply == nil || got.Reply.ID != "m1" {
+			t.Errorf("bob's reply reached alice with reply %+v, want id m1", got.Reply)
+		}
+	})
+
+	t.Run("retractions both ways", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='x1'><retract id='m1' xmlns='urn:xmpp:message-retract:1'/><fallback xmlns='urn:xmpp:fallback:0' for='urn:xmpp:message-retract:1'/><body>/me retracted a previous message, but it's unsupported by your client.</body><store xmlns='urn:xmpp:hints'/></message>`)
+		bob.Wait(t, matrixWait, "the redaction of m1", func(e *event.Event) bool { return e.Type == event.EventRedaction && e.Redacts == m1.ID })
+		if _, err := bob.RedactEvent(ctxFor(t), room, b1.EventID); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Retract != nil && m.Retract.ID == in1.ID })
+	})
+
+	t.Run("typing and read markers both ways", func(t *testing.T) {
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/><no-store xmlns='urn:xmpp:hints'/></message>`)
+		bob.Wait(t, matrixWait, "alice typing", func(e *event.Event) bool {
+			return e.Type == event.EphemeralEventTyping && slices.Contains(e.Content.AsTyping().UserIDs, id.UserID("@alice:localhost"))
+		})
+		if _, err := bob.UserTyping(ctxFor(t), room, true, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Composing != nil })
+		b2, err := bob.SendText(ctxFor(t), room, "read this")
+		if err != nil {
+			t.Fatal(err)
+		}
+		in2 := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "read this" })
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='mk1'><displayed xmlns='urn:xmpp:chat-markers:0' id='`+in2.ID+`'/></message>`)
+		bob.Wait(t, matrixWait, "alice's read receipt", func(e *event.Event) bool {
+			if e.Type != event.EphemeralEventReceipt {
+				return false
+			}
+			_, ok := (*e.Content.AsReceipt())[b2.EventID][event.ReceiptTypeRead]["@alice:localhost"]
+			return ok
+		})
+	})
+
+	t.Run("a room: occupants, topic, groupchat both ways", func(t *testing.T) {
+		if _, err := bob.CreateRoom(ctxFor(t), &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "lounge", Topic: "welcome"}); err != nil {
+			t.Fatal(err)
+		}
+		roomJID := "#lounge%localhost@" + matrixDomain
+		alice.SendRaw(t, `<presence to='`+roomJID+`/alice'><x xmlns='http://jabber.org/protocol/muc'/></presence>`)
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "presence" && s.From == roomJID+"/bob" && s.Type == ""
+		})
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "presence" && s.From == roomJID+"/alice" && strings.Contains(s.Raw, "110")
+		})
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && s.From == roomJID && strings.Contains(s.Raw, "<subject>welcome</subject>")
+		})
+		lounge, err := bob.ResolveAlias(ctxFor(t), "#lounge:localhost")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.SendText(ctxFor(t), lounge.RoomID, "hi room"); err != nil {
+			t.Fatal(err)
+		}
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && s.Type == "groupchat" && s.From == roomJID+"/bob" && s.Body == "hi room"
+		})
+		alice.SendRaw(t, `<message to='`+roomJID+`' type='groupchat' id='g1'><body>hello room</body></message>`)
+		refl := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && s.Type == "groupchat" && s.From == roomJID+"/alice" && s.Body == "hello room"
+		})
+		if refl.ID != "g1" {
+			t.Errorf("the reflection has id %q, want g1: %s", refl.ID, refl.Raw)
+		}
+		bob.Wait(t, matrixWait, "alice's groupchat", func(e *event.Event) bool { return dendritetest.Body(e) == "hello room" && e.RoomID == lounge.RoomID })
+	})
+
+	t.Run("kill -9 of the gateway loses nothing and duplicates nothing", func(t *testing.T) {
+		_ = g.cmd.Process.Kill()
+		<-g.exited
+		want := []string{"while down 1", "while down 2", "while down 3"}
+		for _, body := range want {
+			if _, err := bob.SendText(ctxFor(t), room, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		g = startGatewayIn(top, dir, httpAddr, config) // lives as long as the whole test
+		g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == want[len(want)-1] })
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m9'><body>after the restart</body></message>`)
+		bob.Wait(t, matrixWait, "alice's message after the restart", func(e *event.Event) bool { return dendritetest.Body(e) == "after the restart" })
+		// Anything delivered twice would have arrived by now, before
+		// the answer to alice's message made the round trip.
+		if _, err := bob.SendText(ctxFor(t), room, "last"); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "last" })
+		var got []string
+		for _, raw := range alice.Stanzas() {
+			s, err := xmpptest.ParseStanza(raw)
+			if err == nil && s.Kind == "message" && strings.HasPrefix(s.Body, "while down") {
+				got = append(got, s.Body)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("alice received %q, want %q: each once, in order", got, want)
+		}
+		var sent int
+		for _, e := range bob.Seen() {
+			if dendritetest.Body(e) == "after the restart" {
+				sent++
+			}
+		}
+		if sent != 1 {
+			t.Errorf("bob received alice's message %d times", sent)
+		}
+	})
+
+	t.Run("unregistering logs the device out", func(t *testing.T) {
+		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='unreg'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
+		if s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "unreg" }); s.Type != "result" {
+			t.Fatalf("unregistering: %s", s.Raw)
+		}
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m10'><body>after logout</body></message>`)
+		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.ID == "m10" && s.Type == "error" })
+		if s.ErrorCondition != "registration-required" {
+			t.Errorf("a message after unregistering: %s, want registration-required", s.Raw)
+		}
+	})
+}
+
+func ctxFor(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), matrixWait)
+	t.Cleanup(cancel)
+	return ctx
+}
