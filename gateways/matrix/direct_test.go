@@ -242,3 +242,45 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		t.Fatalf("%s did not arrive within %v", what, wait)
 	}
 }
+
+// TestHomeserverRestart: the homeserver restarts mid-conversation; the
+// adapter's sync resumes from its token: what is said afterwards arrives
+// once, in order, and the user's messages go out again.
+func TestHomeserverRestart(t *testing.T) {
+	w := newWorld(t)
+	a := w.adapter(t)
+	h := w.start(t, a)
+	ctx := ctxT(t)
+	if _, err := a.Send(ctx, gateways.Outbound{ID: "x1", Key: "k1", From: aliceFull, To: "bob%localhost", Body: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	first := w.bob.Wait(t, wait, "the first message", func(e *event.Event) bool { return dendritetest.Body(e) == "hello" })
+	if _, err := w.bob.SendText(ctx, first.RoomID, "before"); err != nil {
+		t.Fatal(err)
+	}
+	h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return m.Body == "before" })
+	w.srv.Stop(t)
+	w.srv.Start(t)
+	want := []string{"before", "after 1", "after 2"}
+	for _, body := range want[1:] {
+		if _, err := w.bob.SendText(ctx, first.RoomID, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return m.Body == "after 2" })
+	var got []string
+	for _, m := range h.Delivered() {
+		got = append(got, m.Body)
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("delivered %q, want %q (once each, in order)", got, want)
+	}
+	// The user's next message goes out (retried as the runner would
+	// while the adapter's connections recover).
+	m := gateways.Outbound{ID: "x2", Key: "k2", From: aliceFull, To: "bob%localhost", Body: "back"}
+	var err error
+	if !pollUntil(wait, func() bool { _, err = a.Send(ctx, m); return err == nil }) {
+		t.Fatalf("Send after the restart: %v", err)
+	}
+	w.bob.Wait(t, wait, "the message after the restart", func(e *event.Event) bool { return dendritetest.Body(e) == "back" })
+}

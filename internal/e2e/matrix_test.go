@@ -102,6 +102,26 @@ func TestMatrix(t *testing.T) {
 	}
 	in1 := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "hi alice" })
 
+	t.Run("latency", func(t *testing.T) {
+		// XMPP → Matrix → XMPP through both real servers: alice writes,
+		// bob's client sees it (syncing every 50 ms) and answers at once.
+		var total []time.Duration
+		for i := range 5 {
+			body := fmt.Sprintf("ping %d", i)
+			start := time.Now()
+			alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='lat`+fmt.Sprint(i)+`'><body>`+body+`</body></message>`)
+			bob.Wait(t, matrixWait, body, func(e *event.Event) bool { return dendritetest.Body(e) == body })
+			if _, err := bob.SendText(ctxFor(t), room, "pong "+body); err != nil {
+				t.Fatal(err)
+			}
+			waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "pong "+body })
+			total = append(total, time.Since(start))
+		}
+		slices.Sort(total)
+		t.Logf("XMPP→Matrix→XMPP round trip: median %v, max %v (5 round trips; includes bob's client polling every 50 ms)",
+			total[len(total)/2].Round(time.Millisecond), total[len(total)-1].Round(time.Millisecond))
+	})
+
 	t.Run("corrections both ways", func(t *testing.T) {
 		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m1c'><body>hello Bob</body><replace id='m1' xmlns='urn:xmpp:message-correct:0'/></message>`)
 		e := bob.Wait(t, matrixWait, "the correction", func(e *event.Event) bool { return dendritetest.Body(e) == "hello Bob" })
