@@ -89,30 +89,17 @@ func enablePush(t *testing.T, c *xmpptest.Client, node, secret string) {
 	}
 }
 
-// TestPushProsody: Prosody with mod_cloud_notify, mod_smacks and offline
-// storage, and the gateway as its XEP-0357 app server, reached by real
-// clients that register, enable push and go away.
-func TestPushProsody(t *testing.T) {
-	t.Parallel()
-	users := map[string]string{}
-	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank"} {
-		users[u] = "password"
-	}
-	srv := xmpptest.StartProsody(t, xmpptest.Options{
-		Components:     map[string]string{pushDomain: "secret", strictPushDomain: "secret"},
-		Users:          users,
-		Offline:        true,
-		ProsodyModules: []string{"cloud_notify", "smacks"},
-		// One error disables push for a device (default 16), so that the
-		// test sees the server act on the gateway's answer.
-		// The sender and the text go into every notification: the gateway
-		// must keep them from the devices that did not ask for them.
-		ProsodySettings: map[string]string{"push_max_errors": "1", "push_notification_with_body": "true", "push_notification_with_sender": "true"},
-	})
+// startPushGateway runs the gateway with the issue's contract config for
+// push.localhost (and its FCM and APNs pointed at fakes) and, with strict,
+// a second push gateway, push-strict.localhost, with the defaults.
+// (ejabberd routes every domain of its component listener to the stream
+// that authenticated last: one component there.)
+func startPushGateway(t *testing.T, srv *xmpptest.Server, strict bool) (*gw, *pushtest.Distributor, *pushtest.FCM, *pushtest.APNs) {
+	t.Helper()
 	dist := pushtest.StartDistributor(t)
 	fcm := pushtest.StartFCM(t)
 	apns := pushtest.StartAPNs(t)
-	g := startGateway(t, fmt.Sprintf(`xmpp:
+	config := fmt.Sprintf(`xmpp:
   server: %s
 bus:
   data_dir: %%DATA%%
@@ -139,35 +126,71 @@ gateways:
         team_id: %s
         topic: %s
         api_url: %s
-  strict:
+`, srv.ComponentAddr(), pushDomain, fcm.CredentialsFile(t), fcm.URL,
+		apns.KeyFile(t), apns.KeyID, apns.TeamID, apns.Topic, apns.URL)
+	if strict {
+		config += fmt.Sprintf(`  strict:
     domain: %s
     secret: secret
     adapter: push
     allowed_domains: [localhost]
-`, srv.ComponentAddr(), pushDomain, fcm.CredentialsFile(t), fcm.URL,
-		apns.KeyFile(t), apns.KeyID, apns.TeamID, apns.Topic, apns.URL, strictPushDomain))
+`, strictPushDomain)
+	}
+	g := startGateway(t, config)
+	return g, dist, fcm, apns
+}
+
+// pushAway logs user in, registers a device with command, enables push
+// on the user's server with what it answered (secret may forge the
+// secret), and closes the stream. It returns the node.
+func pushAway(t *testing.T, srv *xmpptest.Server, user, command string, fields map[string]string, secret func(string) string) string {
+	t.Helper()
+	c := xmpptest.Login(t, srv, user, "password")
+	node, sec, _ := registerPush(t, c, pushDomain, command, fields)
+	if secret != nil {
+		sec = secret(sec)
+	}
+	enablePush(t, c, node, sec)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return node
+}
+
+// pushCount is a sample of xmppgw_pushes_total of the gateway push (0 when
+// absent).
+func pushCount(t *testing.T, g *gw, service, result string) float64 {
+	return max(g.metric(t, fmt.Sprintf(`xmppgw_pushes_total{gateway="push",result="%s",service="%s"}`, result, service)), 0)
+}
+
+// TestPushProsody: Prosody with mod_cloud_notify, mod_smacks and offline
+// storage, and the gateway as its XEP-0357 app server, reached by real
+// clients that register, enable push and go away.
+func TestPushProsody(t *testing.T) {
+	t.Parallel()
+	users := map[string]string{}
+	for _, u := range []string{"alice", "bob", "carol", "dave", "erin", "frank"} {
+		users[u] = "password"
+	}
+	srv := xmpptest.StartProsody(t, xmpptest.Options{
+		Components:     map[string]string{pushDomain: "secret", strictPushDomain: "secret"},
+		Users:          users,
+		Offline:        true,
+		ProsodyModules: []string{"cloud_notify", "smacks"},
+		// One error disables push for a device (default 16), so that the
+		// test sees the server act on the gateway's answer.
+		// The sender and the text go into every notification: the gateway
+		// must keep them from the devices that did not ask for them.
+		ProsodySettings: map[string]string{"push_max_errors": "1", "push_notification_with_body": "true", "push_notification_with_sender": "true"},
+	})
+	g, dist, fcm, apns := startPushGateway(t, srv, true)
 	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
 	bob := xmpptest.Login(t, srv, "bob", "password")
 
-	// away registers user's device with the command, enables push with
-	// what it answered, and closes its stream.
 	away := func(t *testing.T, user, command string, fields map[string]string, secret func(string) string) string {
-		t.Helper()
-		c := xmpptest.Login(t, srv, user, "password")
-		node, sec, _ := registerPush(t, c, pushDomain, command, fields)
-		if secret != nil {
-			sec = secret(sec)
-		}
-		enablePush(t, c, node, sec)
-		if err := c.Close(); err != nil {
-			t.Fatal(err)
-		}
-		return node
+		return pushAway(t, srv, user, command, fields, secret)
 	}
-	pushes := func(service, result string) float64 {
-		v := g.metric(t, fmt.Sprintf(`xmppgw_pushes_total{gateway="push",result="%s",service="%s"}`, result, service))
-		return max(v, 0)
-	}
+	pushes := func(service, result string) float64 { return pushCount(t, g, service, result) }
 
 	t.Run("loopback endpoint refused without allow_private_endpoints", func(t *testing.T) {
 		c := xmpptest.Login(t, srv, "frank", "password")
@@ -310,4 +333,47 @@ gateways:
 			t.Fatalf("Prosody did not disable push:\n%s", srv.Log())
 		}
 	})
+}
+
+// TestPushEjabberd: ejabberd's mod_push as the server half. Its publishes
+// come from the user's bare JID.
+func TestPushEjabberd(t *testing.T) {
+	t.Parallel()
+	srv := xmpptest.StartEjabberd(t, xmpptest.Options{
+		Components: map[string]string{pushDomain: "secret"},
+		Users:      map[string]string{"alice": "password", "bob": "password", "erin": "password"},
+		Offline:    true,
+		EjabberdModules: map[string]string{
+			"mod_push":        "{include_sender: true, include_body: true}",
+			"mod_stream_mgmt": "{resend_on_timeout: if_offline}",
+		},
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("ejabberd log:\n%s", srv.Log())
+		}
+	})
+	g, dist, _, _ := startPushGateway(t, srv, false)
+	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, wait)
+	bob := xmpptest.Login(t, srv, "bob", "password")
+
+	node := pushAway(t, srv, "alice", "register-push-unifiedpush", map[string]string{"endpoint": dist.Endpoint("alice")}, nil)
+	bob.SendChat(t, "alice@localhost", "are you there?")
+	r := dist.WaitRequests(t, 1, 5*time.Second)[0]
+	if body := string(r.Body); r.Header.Get("TTL") == "" || strings.Contains(body, "are you there") || !strings.Contains(body, node) {
+		t.Errorf("POST %v %s", r.Header, body)
+	}
+
+	pushAway(t, srv, "erin", "register-push-unifiedpush", map[string]string{"endpoint": dist.Endpoint("erin")}, func(string) string { return "forged" })
+	refused := pushCount(t, g, "unifiedpush", "refused")
+	bob.SendChat(t, "erin@localhost", "hi erin")
+	g.waitMetric(t, `xmppgw_pushes_total{gateway="push",result="refused",service="unifiedpush"}`, func(v float64) bool { return v > refused })
+
+	// A gone endpoint: the registration is removed, and ejabberd's next
+	// publish for it is answered item-not-found.
+	dist.Gone("alice", http.StatusNotFound)
+	bob.SendChat(t, "alice@localhost", "first")
+	g.waitMetric(t, `xmppgw_pushes_total{gateway="push",result="gone",service="unifiedpush"}`, func(v float64) bool { return v >= 1 })
+	bob.SendChat(t, "alice@localhost", "second")
+	g.waitMetric(t, `xmppgw_pushes_total{gateway="push",result="refused",service="none"}`, func(v float64) bool { return v >= 1 })
 }

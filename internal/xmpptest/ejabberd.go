@@ -41,7 +41,7 @@ func StartEjabberd(t testing.TB, opts Options) *Server {
 	}
 	opts = opts.withDefaults()
 	if len(opts.ProsodyModules) > 0 || len(opts.ProsodySettings) > 0 {
-		t.Fatalf("xmpptest: ProsodyModules and ProsodySettings are for Prosody; ejabberd's modules are not configurable here yet")
+		t.Fatalf("xmpptest: ProsodyModules and ProsodySettings are for Prosody; use EjabberdModules")
 	}
 	dir := serverDir(t, "ejabberd")
 	ports := proctest.FreePorts(t, 3)
@@ -230,6 +230,9 @@ modules:
 `)
 	if opts.Offline {
 		b.WriteString("  mod_offline: {}\n")
+	}
+	for _, m := range slices.Sorted(maps.Keys(opts.EjabberdModules)) {
+		fmt.Fprintf(&b, "  %s: %s\n", m, opts.EjabberdModules[m])
 	}
 	return b.String()
 }

@@ -24,6 +24,9 @@ func StartProsody(t testing.TB, opts Options) *Server {
 	bin := lookBinary(t, "prosody", "prosody")
 	ctl := lookBinary(t, "prosody", "prosodyctl")
 	opts = opts.withDefaults()
+	if len(opts.EjabberdModules) > 0 {
+		t.Fatalf("xmpptest: EjabberdModules are for ejabberd; use ProsodyModules")
+	}
 	dir := serverDir(t, "prosody")
 	ports := proctest.FreePorts(t, 2)
 	p := &prosody{bin: bin, cfg: filepath.Join(dir, "prosody.cfg.lua"), dir: dir}

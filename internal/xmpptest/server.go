@@ -47,6 +47,9 @@ type Options struct {
 	// given (e.g. "push_max_errors": "1"). StartEjabberd refuses both.
 	ProsodyModules  []string
 	ProsodySettings map[string]string
+	// EjabberdModules are more ejabberd modules: name → options as YAML
+	// flow text (e.g. "mod_push": "{}"). StartProsody refuses them.
+	EjabberdModules map[string]string
 }
 
 func (o Options) withDefaults() Options {
