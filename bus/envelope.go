@@ -120,6 +120,13 @@ type Message struct {
 	// message, and this is the stanza id the user's client gave it; the
 	// component writes the reflection with it (XEP-0045 §7.4).
 	OriginID string `json:"origin_id,omitempty"`
+	// Invite, inbound: the message is a XEP-0249 invitation to the room
+	// with this address (a room the network created, such as a group
+	// text), from Contact; Body is its reason.
+	Invite string `json:"invite,omitempty"`
+	// Delay, inbound: when the network received a message delivered
+	// later (a room's history); the component adds a XEP-0203 delay.
+	Delay *time.Time `json:"delay,omitempty"`
 }
 
 // Message ids in references. Every id an event refers to (message.replace,

@@ -146,6 +146,9 @@ func (c *Component) stanzasFor(e *bus.Envelope) ([]any, error) {
 	to := user.String()
 	switch e.Kind {
 	case bus.KindMessage:
+		if e.Message.Invite != "" {
+			return c.inviteStanza(e, from, to)
+		}
 		return c.messageStanzas(e, from, to), nil
 	case bus.KindReaction:
 		x := e.Reaction
@@ -295,6 +298,7 @@ func (c *Component) messageStanzas(e *bus.Envelope, from, to string) []any {
 		if c.o.Features.Markers && typ == "chat" {
 			s.Markable = &markableOut{}
 		}
+		s.Delay = delayOf(m.Delay, room)
 	}
 	var out []any
 	if m.Body != "" || m.Subject != nil || len(m.Media) == 0 {

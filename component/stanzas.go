@@ -120,6 +120,8 @@ type outMessage struct {
 	Body     string        `xml:"body,omitempty"`
 	Thread   string        `xml:"thread,omitempty"`
 	OOB      *oobOut       `xml:"jabber:x:oob x,omitempty"`
+	Invite   *inviteOut    `xml:"jabber:x:conference x,omitempty"`
+	Delay    *delayOut     `xml:"urn:xmpp:delay delay,omitempty"`
 	Received *receiptOut   `xml:"urn:xmpp:receipts received,omitempty"`
 	Active   *chatStateOut `xml:"http://jabber.org/protocol/chatstates active,omitempty"`
 	OriginID *originIDOut  `xml:"urn:xmpp:sid:0 origin-id,omitempty"`

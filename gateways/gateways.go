@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -116,6 +117,13 @@ type Inbound struct {
 	// ReplyQuote is the text quoted from it, when the network gives one.
 	ReplyTo    string
 	ReplyQuote string
+	// Invite: the message is a XEP-0249 invitation from From to the room
+	// with this address, which the network created (a group text); Body
+	// is its reason.
+	Invite string
+	// Delay, when set, is when the network received the message: it is
+	// delivered later than it came (a room's history), XEP-0203.
+	Delay time.Time
 }
 
 // Notice returns an Inbound from the gateway itself (From empty) telling

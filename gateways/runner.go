@@ -795,7 +795,11 @@ func (r *Runner) envelope(kind bus.Kind, user, contact string) *bus.Envelope {
 func (h *host) Deliver(ctx context.Context, m Inbound) error {
 	r := h.r
 	env := r.envelope(bus.KindMessage, m.To, m.From)
-	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID}
+	env.Message = &bus.Message{ID: m.ProviderID, Body: m.Body, Thread: m.Thread, Nick: m.Nick, Subject: m.Subject, OriginID: m.OriginID, Invite: m.Invite}
+	if !m.Delay.IsZero() {
+		d := m.Delay.UTC()
+		env.Message.Delay = &d
+	}
 	var err error
 	if env.Message.Replace, err = h.xmppID(ctx, m.To, m.From, m.Replace); err != nil {
 		return err

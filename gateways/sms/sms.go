@@ -34,6 +34,22 @@ type Options struct {
 	// The first is the default: numbers an administrator assigns that no
 	// account lists send through it.
 	Accounts []Account
+	// Rooms: group texts are rooms (NewAdapter returns Rooms). The
+	// adapter's Info.Capabilities.Rooms must say the same.
+	Rooms bool
+}
+
+// NewAdapter returns the gateway as its adapter: a Gateway, or with
+// Options.Rooms a Rooms.
+func NewAdapter(o Options) (gateways.Adapter, error) {
+	g, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	if o.Rooms {
+		return &Rooms{g}, nil
+	}
+	return g, nil
 }
 
 // Gateway is an SMS gateway: the adapter Twilio and Telnyx share.
@@ -50,6 +66,7 @@ type Gateway struct {
 	byNumber map[string]Provider // from the accounts' numbers and pools
 	byID     map[string]Provider
 	reg      *numbers.Registrar
+	regs     jetstream.KeyValue // registrations: groups are kept there
 	msgs     jetstream.KeyValue
 
 	mu       sync.RWMutex
@@ -92,6 +109,7 @@ func New(o Options) (*Gateway, error) {
 		byNumber:  map[string]Provider{},
 		byID:      map[string]Provider{},
 		msgs:      o.Params.Messages,
+		regs:      o.Params.Registrations,
 		limiters:  map[string]*rate.Limiter{},
 	}
 	static := map[string]string{}
@@ -242,8 +260,10 @@ func (g *Gateway) send(ctx context.Context, m gateways.Outbound, render func(str
 		return gateways.Sent{}, gateways.Reject(gateways.RegistrationRequired,
 			"you have no phone number on %s yet: register with the gateway (in your client's service discovery) or ask an administrator to assign one", g.domain)
 	}
-	if err := checkRecipient(m.To); err != nil {
-		return gateways.Sent{}, err
+	if !m.Groupchat {
+		if err := checkRecipient(m.To); err != nil {
+			return gateways.Sent{}, err
+		}
 	}
 	body := m.Body
 	var media []string
@@ -265,6 +285,9 @@ func (g *Gateway) send(ctx context.Context, m gateways.Outbound, render func(str
 		}
 		return gateways.Sent{}, gateways.Reject(gateways.NotAcceptable,
 			"the message needs %d SMS segments (%s encoding%s) and this gateway sends at most %d; shorten it", n, enc, what, g.cfg.MaxSegments)
+	}
+	if m.Groupchat {
+		return g.sendGroup(ctx, m, body, written, media)
 	}
 	p := g.provider(from)
 	// What the gateway remembers of the message, for the phone's reactions,

@@ -66,13 +66,13 @@ func (g *Gateway) Status(ctx context.Context, p Provider, s StatusReport) error 
 		g.log.Error("corrupt sent-message record", "sid", s.ID, "err", err)
 		return nil
 	}
-	return g.report(ctx, p, rec, s.State, s.Code)
+	return g.report(ctx, p, rec, s.State, s.Code, s.Recipient)
 }
 
 // report hands the host the receipt or failure st (bus.StateDelivered or
 // bus.StateFailed, with the provider's error code) of the message rec
 // describes.
-func (g *Gateway) report(ctx context.Context, p Provider, rec sentRecord, st, code string) error {
+func (g *Gateway) report(ctx context.Context, p Provider, rec sentRecord, st, code, recipient string) error {
 	if st == bus.StateDelivered && !rec.Receipt {
 		return nil
 	}
@@ -84,6 +84,9 @@ func (g *Gateway) report(ctx context.Context, p Provider, rec sentRecord, st, co
 	if st == bus.StateFailed {
 		report.Code = code
 		report.Reason = "the message was not delivered"
+		if recipient != "" && recipient != rec.Contact {
+			report.Reason += " to " + recipient // one member of a group
+		}
 		if why := p.Explain(code); why != "" {
 			report.Reason += ": " + why
 		}
@@ -143,7 +146,7 @@ func (g *Gateway) applyEarly(ctx context.Context, p Provider, id string, rec sen
 	}
 	var s earlyStatus
 	if err := json.Unmarshal(e.Value(), &s); err == nil {
-		if err := g.report(ctx, p, rec, s.State, s.Code); err != nil {
+		if err := g.report(ctx, p, rec, s.State, s.Code, ""); err != nil {
 			return fmt.Errorf("reporting an early delivery report: %w", err)
 		}
 	}

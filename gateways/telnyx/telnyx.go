@@ -63,7 +63,7 @@ func init() {
 		Type:         "sms",
 		ContactType:  "sms",
 		Name:         "SMS (Telnyx)",
-		Capabilities: gateways.Capabilities{Media: true, Receipts: true},
+		Capabilities: gateways.Capabilities{Media: true, Receipts: true, Rooms: true},
 		NewConfig:    newConfig,
 		New:          New,
 	})
@@ -80,7 +80,7 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sms.New(sms.Options{ID: ID, Params: p, Settings: cfg.Settings,
+	return sms.NewAdapter(sms.Options{ID: ID, Params: p, Settings: cfg.Settings, Rooms: true,
 		Accounts: []sms.Account{{Provider: prov, Numbers: cfg.Holdings}}})
 }
 

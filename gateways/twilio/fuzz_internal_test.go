@@ -93,7 +93,7 @@ const (
 
 // webhookAdapter is a real adapter on a real embedded bus, started with a
 // recording host.
-func webhookAdapter(f *testing.F) (*sms.Gateway, *recordingHost) {
+func webhookAdapter(f *testing.F) (*sms.Rooms, *recordingHost) {
 	dir, err := os.MkdirTemp("", "xmppgw-twilio-fuzz-")
 	if err != nil {
 		f.Fatal(err)
@@ -129,7 +129,7 @@ func webhookAdapter(f *testing.F) (*sms.Gateway, *recordingHost) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	a := ad.(*sms.Gateway)
+	a := ad.(*sms.Rooms)
 	h := &recordingHost{}
 	if err := a.Start(ctx, h); err != nil {
 		f.Fatal(err)

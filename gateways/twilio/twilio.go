@@ -40,14 +40,14 @@ func init() {
 		Type:         "sms",
 		ContactType:  "sms",
 		Name:         "SMS (Twilio)",
-		Capabilities: gateways.Capabilities{Media: true, Receipts: true},
+		Capabilities: gateways.Capabilities{Media: true, Receipts: true, Rooms: true},
 		NewConfig:    newConfig,
 		New:          New,
 	})
 }
 
 // Adapter is what New returns: the SMS gateway, with Twilio numbers.
-type Adapter = sms.Gateway
+type Adapter = sms.Rooms
 
 // New constructs the adapter: an SMS gateway whose numbers are at one
 // Twilio account. It connects to nothing.
@@ -60,7 +60,9 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return sms.New(sms.Options{ID: ID, Params: p, Settings: cfg.Settings,
+	// Rooms, so that a group text is answered feature-not-implemented
+	// with the reason rather than taken for a contact.
+	return sms.NewAdapter(sms.Options{ID: ID, Params: p, Settings: cfg.Settings, Rooms: true,
 		Accounts: []sms.Account{{Provider: prov, Numbers: cfg.Holdings}}})
 }
 

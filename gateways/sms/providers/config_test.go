@@ -12,7 +12,6 @@ import (
 
 	"github.com/xmppgw/xmppgw/config"
 	"github.com/xmppgw/xmppgw/gateways"
-	"github.com/xmppgw/xmppgw/gateways/sms"
 	"github.com/xmppgw/xmppgw/gateways/sms/providers"
 	"github.com/xmppgw/xmppgw/gateways/telnyx"
 	"github.com/xmppgw/xmppgw/gateways/twilio"
@@ -113,7 +112,7 @@ func load(t *testing.T, yaml string) (*config.Config, error) {
 }
 
 // construct builds the gateway's adapter as the binary does.
-func construct(t *testing.T, c *config.Config) *sms.Gateway {
+func construct(t *testing.T, c *config.Config) interface{ ProviderOf(string) string } {
 	t.Helper()
 	g := c.Gateways["sms"]
 	info, _ := gateways.Lookup(g.Adapter)
@@ -121,7 +120,7 @@ func construct(t *testing.T, c *config.Config) *sms.Gateway {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	return a.(*sms.Gateway)
+	return a.(interface{ ProviderOf(string) string })
 }
 
 // TestContractConfigs: issue 3's adapter: twilio configuration loads as it

@@ -52,7 +52,7 @@ func init() {
 		Type:         "sms",
 		ContactType:  "sms",
 		Name:         "SMS",
-		Capabilities: gateways.Capabilities{Media: true, Receipts: true},
+		Capabilities: gateways.Capabilities{Media: true, Receipts: true, Rooms: true},
 		NewConfig:    newConfig,
 		New:          New,
 	})
@@ -173,5 +173,5 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 			accounts = append(accounts, acc)
 		}
 	}
-	return sms.New(sms.Options{ID: ID, Params: p, Settings: cfg.Settings, Accounts: accounts})
+	return sms.NewAdapter(sms.Options{ID: ID, Params: p, Settings: cfg.Settings, Accounts: accounts, Rooms: true})
 }
