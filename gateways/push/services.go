@@ -248,7 +248,9 @@ func (a *Adapter) sendFCM(ctx context.Context, reg *registration, n notification
 	_ = json.Unmarshal(b, &fe)
 	code := fe.code()
 	switch {
-	case code == "UNREGISTERED" || code == "SENDER_ID_MISMATCH":
+	case code == "UNREGISTERED" || code == "SENDER_ID_MISMATCH" || resp.StatusCode == http.StatusNotFound:
+		// FCM answers 404 only with UNREGISTERED: the app was
+		// uninstalled or the token expired.
 		return &goneError{"fcm: " + code}
 	case resp.StatusCode == http.StatusUnauthorized:
 		f.invalidate(access) // expired or revoked: a new one next time

@@ -92,8 +92,8 @@ func enablePush(t *testing.T, c *xmpptest.Client, node, secret string) {
 // startPushGateway runs the gateway with the contract config for
 // push.localhost (and its FCM and APNs pointed at fakes) and, with strict,
 // a second push gateway, push-strict.localhost, with the defaults.
-// (ejabberd routes every domain of its component listener to the stream
-// that authenticated last: one component there.)
+// (Not with ejabberd: with two component streams on its listener it was
+// seen routing one domain's stanzas to the other's stream.)
 func startPushGateway(t *testing.T, srv *xmpptest.Server, strict bool) (*gw, *pushtest.Distributor, *pushtest.FCM, *pushtest.APNs) {
 	t.Helper()
 	dist := pushtest.StartDistributor(t)
