@@ -67,9 +67,9 @@
 // the topic. The user's messages are reflected to their clients with the
 // id they gave them; corrections, replies, reactions, retractions,
 // typing and read receipts work in rooms as in direct chats. Leaving the
-// XMPP room leaves the Matrix room. Rooms joined from XMPP are not yet
-// remembered across a restart of the adapter: until the user joins again,
-// what is said there is not delivered.
+// XMPP room leaves the Matrix room. The rooms joined from XMPP are kept
+// in the registrations bucket, so after a restart of the adapter what is
+// said there goes on reaching the full JID that joined.
 //
 // # Nothing lost, nothing twice
 //

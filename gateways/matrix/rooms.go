@@ -2,8 +2,11 @@ package matrix
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
@@ -63,6 +66,10 @@ func (a *Adapter) Join(ctx context.Context, j gateways.Join) error {
 	for u, m := range members.Joined {
 		jr.nicks[u] = m.DisplayName
 	}
+	rec, _ := json.Marshal(roomRecord{Addr: j.Room, JID: j.User, Nick: j.Nick})
+	if _, err := a.kv.Put(ctx, a.roomKey(s.user, resp.RoomID), rec); err != nil {
+		return fmt.Errorf("matrix: registrations: %w: %w", gateways.ErrNotConnected, err)
+	}
 	s.mu.Lock()
 	s.rooms[resp.RoomID] = jr
 	var occupants []string
@@ -109,8 +116,53 @@ func (a *Adapter) Leave(ctx context.Context, l gateways.Leave) error {
 		s.mu.Lock()
 		delete(s.rooms, room)
 		s.mu.Unlock()
+		if err := a.kv.Delete(ctx, a.roomKey(s.user, room)); err != nil {
+			return fmt.Errorf("matrix: registrations: %w: %w", gateways.ErrNotConnected, err)
+		}
 	}
 	return r.host.Occupant(ctx, gateways.Occupant{User: l.User, Room: l.Room, Nick: l.Nick, Self: true, Left: true, Status: l.Status})
+}
+
+// restoreRooms takes back the rooms the user had joined from XMPP before
+// a restart, with their current members (changes while the adapter was
+// away are not announced as such).
+func (s *session) restoreRooms(ctx context.Context) error {
+	a := s.r.a
+	keys, err := a.kv.ListKeysFiltered(ctx, a.roomPrefix(s.user)+"*")
+	if err != nil {
+		return err
+	}
+	for k := range keys.Keys() {
+		room, err := dec(strings.TrimPrefix(k, a.roomPrefix(s.user)))
+		if err != nil {
+			continue
+		}
+		e, err := a.kv.Get(ctx, k)
+		if err != nil {
+			return err
+		}
+		var rec roomRecord
+		if json.Unmarshal(e.Value(), &rec) != nil {
+			continue
+		}
+		members, err := s.cli.JoinedMembers(ctx, id.RoomID(room))
+		if err != nil {
+			var he mautrix.HTTPError
+			if errors.As(err, &he) && he.IsStatus(http.StatusForbidden) {
+				_ = a.kv.Delete(ctx, k) // no longer a member
+				continue
+			}
+			return err
+		}
+		jr := &joined{addr: rec.Addr, jid: rec.JID, nick: rec.Nick, nicks: map[id.UserID]string{}}
+		for u, m := range members.Joined {
+			jr.nicks[u] = m.DisplayName
+		}
+		s.mu.Lock()
+		s.rooms[id.RoomID(room)] = jr
+		s.mu.Unlock()
+	}
+	return nil
 }
 
 // roomByAddr finds a room the user joined from XMPP by its address.

@@ -77,6 +77,27 @@ func TestRoom(t *testing.T) {
 	if nt.Nick != "Bobby" {
 		t.Errorf("topic set by %q, want Bobby", nt.Nick)
 	}
+
+
+	// A restart of the adapter keeps the room: what is said meanwhile
+	// and afterwards arrives.
+	if err := a.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.bob.SendText(ctx, room.RoomID, "while away"); err != nil {
+		t.Fatal(err)
+	}
+	a = w.adapter(t)
+	h = w.start(t, a)
+	got := h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return m.Body == "while away" })
+	if got.Nick != "Bobby" || got.From != addr || got.To != aliceFull || !got.Groupchat {
+		t.Errorf("after the restart: %+v", got)
+	}
+	if _, err := a.Send(ctx, gateways.Outbound{ID: "g2", Key: "kg2", From: aliceFull, To: addr, Body: "still here", Groupchat: true}); err != nil {
+		t.Fatal(err)
+	}
+	w.bob.Wait(t, wait, "alice's groupchat after the restart", func(e *event.Event) bool { return dendritetest.Body(e) == "still here" })
+
 	if err := a.Leave(ctx, gateways.Leave{User: aliceFull, Room: addr, Nick: "alice"}); err != nil {
 		t.Fatal(err)
 	}

@@ -121,6 +121,9 @@ func (s *session) loop() {
 		if first {
 			// An incremental sync carries m.direct only when it changes.
 			err = s.loadDirect()
+			if err == nil {
+				err = s.restoreRooms(s.ctx)
+			}
 		}
 		if err == nil {
 			resp, err = s.scli.SyncRequest(s.ctx, timeout, since, "", false, event.PresenceOffline)

@@ -20,6 +20,8 @@ import (
 //	                                            device id, access token (never logged)
 //	registrations  <gw>.since.<user>            the /sync token of the last batch
 //	                                            handed to the gateway
+//	registrations  <gw>.room.<user>.<room id>   a room the user joined from XMPP: its
+//	                                            address, the full JID and nick that joined
 //	messages       <gw>.react.<user>.<event>.<key>  the event id of a reaction the
 //	                                            user sent (to redact it on removal)
 //	messages       <gw>.inreact.<user>.<event>  a contact's reaction event: what it
@@ -51,6 +53,11 @@ func dec(s string) (string, error) {
 func (a *Adapter) accountKey(user string) string { return a.name + ".account." + enc(user) }
 func (a *Adapter) sinceKey(user string) string   { return a.name + ".since." + enc(user) }
 func (a *Adapter) accountPrefix() string         { return a.name + ".account." }
+
+func (a *Adapter) roomKey(user string, room id.RoomID) string {
+	return a.roomPrefix(user) + enc(string(room))
+}
+func (a *Adapter) roomPrefix(user string) string { return a.name + ".room." + enc(user) + "." }
 
 func (a *Adapter) reactKey(user string, ev id.EventID, key string) string {
 	return a.name + ".react." + enc(user) + "." + enc(string(ev)) + "." + enc(key)
@@ -114,4 +121,12 @@ type inReaction struct {
 	Target id.EventID `json:"target"`
 	Key    string     `json:"key"`
 	Room   id.RoomID  `json:"room"`
+}
+
+// roomRecord is a room the user joined from XMPP, kept so that a restart
+// goes on delivering it.
+type roomRecord struct {
+	Addr string `json:"addr"`
+	JID  string `json:"jid"`
+	Nick string `json:"nick"`
 }
