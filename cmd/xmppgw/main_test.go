@@ -94,7 +94,7 @@ func TestCheckConfig(t *testing.T) {
 			name:     "unknown adapter",
 			config:   strings.Replace(baseConfig, "adapter: sandbox", "adapter: carrier-pigeon", 1),
 			wantCode: 1,
-			want:     []string{`gateways.sandbox.adapter: unknown adapter "carrier-pigeon" (known: external, irc, push, sandbox`},
+			want:     []string{`gateways.sandbox.adapter: unknown adapter "carrier-pigeon" (known: external, irc, matrix, push, sandbox, sms, telnyx, twilio)`},
 		},
 		{
 			name:   "external adapter",
