@@ -24,7 +24,7 @@ func init() {
 		Type:         "matrix",
 		ContactType:  "pc",
 		Name:         "Matrix",
-		Capabilities: gateways.Capabilities{Rooms: true},
+		Capabilities: gateways.Capabilities{Rooms: true, Media: true},
 		NewConfig:    newConfig,
 		New:          New,
 	})

@@ -53,7 +53,10 @@
 //	retraction (XEP-0424)               redaction
 //	displayed marker (XEP-0333)         m.read receipt
 //	chat states (XEP-0085)              typing notifications
-//	media                               inbound: the content repository's download URL
+//	media (XEP-0066 URL)                m.image/m.video/m.audio/m.file: fetched (at most
+//	                                    50 MB, private addresses refused unless
+//	                                    allow_private_homeservers) and uploaded to the
+//	                                    content repository; inbound, its download URL
 //
 // formatted_body is not carried: XMPP gets the plain body.
 //
@@ -94,6 +97,8 @@
 //	request_timeout            every other request (default 30s)
 //	device_name                the display name of the gateway's devices
 //
-// Not yet bridged: outbound media, invitations to rooms (XEP-0249), and
-// end-to-end encryption (encrypted rooms are not readable).
+// Not yet bridged: invitations to rooms (XEP-0249), media from Matrix
+// through the gateway's expiring links (homeservers requiring
+// authenticated media), and end-to-end encryption (encrypted rooms are
+// not readable).
 package matrix

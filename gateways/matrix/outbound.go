@@ -95,6 +95,9 @@ func (a *Adapter) Send(ctx context.Context, m gateways.Outbound) (gateways.Sent,
 	if err != nil {
 		return gateways.Sent{}, err
 	}
+	if len(m.Media) > 0 {
+		return t.sendMedia(ctx, m)
+	}
 	ev, err := t.send(ctx, event.EventMessage, text(m.Body), m.Key, "message")
 	if err != nil {
 		return gateways.Sent{}, err

@@ -192,9 +192,16 @@ func (a *Adapter) sendRoom(ctx context.Context, m gateways.Outbound, content fun
 		}
 		return gateways.Sent{IDs: []string{string(resp.EventID)}}, nil
 	}
-	ev, err := t.send(ctx, typ, content(), m.Key, "message")
-	if err != nil {
-		return gateways.Sent{}, err
+	var sent gateways.Sent
+	if len(m.Media) > 0 {
+		sent, err = t.sendMedia(ctx, m)
+	} else {
+		var ev id.EventID
+		ev, err = t.send(ctx, typ, content(), m.Key, "message")
+		sent.IDs = []string{string(ev)}
+	}
+	if err != nil || len(sent.IDs) == 0 {
+		return sent, err
 	}
 	t.s.mu.Lock()
 	j := t.s.rooms[t.room]
@@ -204,9 +211,10 @@ func (a *Adapter) sendRoom(ctx context.Context, m gateways.Outbound, content fun
 	}
 	t.s.mu.Unlock()
 	if j != nil {
-		_ = t.s.r.host.Deliver(ctx, gateways.Inbound{ProviderID: string(ev), Groupchat: true, From: m.To, To: m.From, Nick: nick, Body: m.Body, OriginID: m.ID})
+		_ = t.s.r.host.Deliver(ctx, gateways.Inbound{ProviderID: sent.IDs[0], Groupchat: true, From: m.To, To: m.From, Nick: nick,
+			Body: m.Body, Media: m.Media, OriginID: m.ID})
 	}
-	return gateways.Sent{IDs: []string{string(ev)}}, nil
+	return sent, nil
 }
 
 // member hands a membership change in a joined room to the gateway.

@@ -78,7 +78,6 @@ func TestRoom(t *testing.T) {
 		t.Errorf("topic set by %q, want Bobby", nt.Nick)
 	}
 
-
 	// A restart of the adapter keeps the room: what is said meanwhile
 	// and afterwards arrives.
 	if err := a.Stop(ctx); err != nil {

@@ -1,9 +1,11 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -245,6 +247,43 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 			t.Errorf("the reflection has id %q, want g1: %s", refl.ID, refl.Raw)
 		}
 		bob.Wait(t, matrixWait, "alice's groupchat", func(e *event.Event) bool { return dendritetest.Body(e) == "hello room" && e.RoomID == lounge.RoomID })
+	})
+
+	t.Run("an image both ways", func(t *testing.T) {
+		png := []byte("\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\x0f\x00\x00\x01\x01\x00\x05\x18\xd8N\x00\x00\x00\x00IEND\xaeB`\x82")
+		upload := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			rw.Header().Set("Content-Type", "image/png")
+			_, _ = rw.Write(png)
+		}))
+		defer upload.Close()
+		url := upload.URL + "/upload/cat.png"
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='img1'><body>`+url+`</body><x xmlns='jabber:x:oob'><url>`+url+`</url></x></message>`)
+		img := bob.Wait(t, matrixWait, "alice's image", func(e *event.Event) bool {
+			m, ok := e.Content.Parsed.(*event.MessageEventContent)
+			return ok && m.MsgType == event.MsgImage && m.Body == "cat.png"
+		})
+		uri, err := img.Content.AsMessage().URL.Parse()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := bob.DownloadBytes(ctxFor(t), uri); err != nil || !bytes.Equal(got, png) {
+			t.Errorf("the image on Matrix: %d bytes, %v", len(got), err)
+		}
+		up, err := bob.UploadMedia(ctxFor(t), mautrix.ReqUploadMedia{ContentBytes: png, ContentType: "image/png", FileName: "dog.png"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := bob.SendMessageEvent(ctxFor(t), room, event.EventMessage, &event.MessageEventContent{
+			MsgType: event.MsgImage, Body: "dog.png", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && bare(s.From) == bobJID && strings.Contains(s.Raw, "jabber:x:oob") && strings.Contains(s.Raw, up.ContentURI.FileID)
+		})
+		if !strings.Contains(s.Raw, "/_matrix/media/v3/download/") {
+			t.Errorf("bob's image reached alice as %s, want a download URL", s.Raw)
+		}
 	})
 
 	t.Run("kill -9 of the gateway loses nothing and duplicates nothing", func(t *testing.T) {
