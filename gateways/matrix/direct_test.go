@@ -224,6 +224,16 @@ func TestResume(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("after the restart the adapter delivered %q, want %q (in order, once, nothing from before)", got, want)
 	}
+	for _, m := range h2.Delivered() {
+		if m.Delay.IsZero() {
+			t.Errorf("%q, which arrived while the adapter was stopped, has no delay stamp", m.Body)
+		}
+	}
+	for _, m := range h.Delivered() {
+		if m.Body == "before" && !m.Delay.IsZero() {
+			t.Errorf("%q, delivered at once, has a delay stamp %v", m.Body, m.Delay)
+		}
+	}
 }
 
 func count(ms []gateways.Inbound, body string) int {

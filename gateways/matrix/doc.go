@@ -70,7 +70,9 @@
 // the topic. The user's messages are reflected to their clients with the
 // id they gave them; corrections, replies, reactions, retractions,
 // typing and read receipts work in rooms as in direct chats. Leaving the
-// XMPP room leaves the Matrix room. The rooms joined from XMPP are kept
+// XMPP room leaves the Matrix room. An invitation to a room (not a direct
+// chat) becomes a XEP-0249 invitation from the inviter, naming the room's
+// canonical alias when it has one. The rooms joined from XMPP are kept
 // in the registrations bucket, so after a restart of the adapter what is
 // said there goes on reaching the full JID that joined.
 //
@@ -79,7 +81,8 @@
 // Each user's device syncs with /sync. The token of a batch is stored in
 // the registrations bucket once everything in it was handed to the
 // gateway; a restart (of the gateway or the homeserver) resumes from it, so
-// what arrived meanwhile is delivered, in order. A batch handed over twice
+// what arrived meanwhile is delivered, in order, stamped (XEP-0203) with
+// when the homeserver received it (so is any message older than 10 s). A batch handed over twice
 // (a crash between the hand-over and storing the token) carries the same
 // event ids, which the bus deduplicates. Outbound events use a transaction
 // id derived from the bus message's key, so a retried send is answered
@@ -97,7 +100,7 @@
 //	request_timeout            every other request (default 30s)
 //	device_name                the display name of the gateway's devices
 //
-// Not yet bridged: invitations to rooms (XEP-0249), media from Matrix
+// Not yet bridged: media from Matrix
 // through the gateway's expiring links (homeservers requiring
 // authenticated media), and end-to-end encryption (encrypted rooms are
 // not readable).

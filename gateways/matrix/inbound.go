@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"maunium.net/go/mautrix/event"
@@ -15,6 +16,10 @@ import (
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 )
+
+// lateAfter: a message older than this when it is handed over is marked
+// delayed (XEP-0203) even outside a catch-up.
+const lateAfter = 10 * time.Second
 
 // conv is where an event is shown to the user: a contact's chat, or a
 // room they joined (as the occupant Nick).
@@ -70,6 +75,9 @@ func (s *session) timeline(evt *event.Event) error {
 			in.ReplyTo = string(reply)
 		}
 		in.Body = s.body(m)
+		if ts := time.UnixMilli(evt.Timestamp); s.catchUp || time.Since(ts) > lateAfter {
+			in.Delay = ts
+		}
 		if media := s.media(m); media != nil {
 			in.Media = []gateways.Media{*media}
 		}

@@ -5,6 +5,7 @@ import (
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/internal/dendritetest"
@@ -104,4 +105,26 @@ func TestRoom(t *testing.T) {
 	w.bob.Wait(t, wait, "alice leaving", func(e *event.Event) bool {
 		return e.Type == event.StateMember && e.GetStateKey() == "@gtalice:localhost" && e.Content.AsMember().Membership == event.MembershipLeave
 	})
+}
+
+// TestInvite: an invitation to a room (not a direct chat) becomes a
+// XEP-0249 invitation from the inviter, to the room's alias; joining it
+// works like any room.
+func TestInvite(t *testing.T) {
+	w := newWorld(t)
+	a := w.adapter(t)
+	h := w.start(t, a)
+	ctx := ctxT(t)
+	if _, err := w.bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: "party", Name: "Party",
+		Invite: []id.UserID{"@gtalice:localhost"}}); err != nil {
+		t.Fatal(err)
+	}
+	in := h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return m.Invite != "" })
+	if in.Invite != "#party%localhost" || in.From != "bob%localhost" || in.To != alice || in.Body == "" {
+		t.Errorf("invitation delivered as %+v", in)
+	}
+	if err := a.Join(ctx, gateways.Join{User: aliceFull, Room: in.Invite, Nick: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	h.WaitOccupant(t, wait, func(o gateways.Occupant) bool { return o.Self && o.Room == "#party%localhost" })
 }

@@ -1,6 +1,7 @@
 package matrix
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -37,7 +38,10 @@ type session struct {
 	typing map[id.RoomID][]id.UserID // who was typing, per room
 	rooms  map[id.RoomID]*joined     // rooms joined from XMPP
 	err    error                     // the last sync's failure, nil once one succeeded
-	create sync.Mutex                // one DM room created at a time
+	// catchUp: the batch being handled is the first after a start or an
+	// outage, so its messages are delivered late (XEP-0203). Loop only.
+	catchUp bool
+	create  sync.Mutex // one DM room created at a time
 }
 
 func parseAccount(b []byte) (account, error) {
@@ -111,6 +115,7 @@ func (s *session) loop() {
 	}
 	backoff := minBackoff
 	first := true
+	failed := false // the last sync failed: the next batch catches up
 	for s.ctx.Err() == nil {
 		timeout := int(a.cfg.SyncTimeout / time.Millisecond)
 		if first {
@@ -129,6 +134,7 @@ func (s *session) loop() {
 			resp, err = s.scli.SyncRequest(s.ctx, timeout, since, "", false, event.PresenceOffline)
 		}
 		if err == nil {
+			s.catchUp = first || failed
 			err = s.handle(resp, since == "")
 		}
 		if err == nil && resp.NextBatch != "" && resp.NextBatch != since {
@@ -150,6 +156,7 @@ func (s *session) loop() {
 				_ = s.r.host.Deliver(s.ctx, gateways.Notice(s.user, "Matrix: the homeserver no longer accepts the gateway's login for "+string(s.acc.UserID)+"; log in again."))
 				return
 			}
+			failed = true
 			a.log.Debug("Matrix sync failed", "user", s.user, "error", err)
 			t := time.NewTimer(backoff)
 			select {
@@ -162,6 +169,7 @@ func (s *session) loop() {
 			continue
 		}
 		backoff = minBackoff
+		failed = false
 		s.mu.Lock()
 		s.err = nil
 		s.mu.Unlock()
@@ -187,7 +195,9 @@ func (s *session) handle(resp *mautrix.RespSync, initial bool) error {
 		}
 	}
 	for roomID, inv := range resp.Rooms.Invite {
-		s.invited(roomID, inv)
+		if err := s.invited(roomID, inv); err != nil {
+			return err
+		}
 	}
 	// Rooms in a stable order, events in theirs.
 	rooms := make([]id.RoomID, 0, len(resp.Rooms.Join))
@@ -273,32 +283,56 @@ func (s *session) learn(roomID id.RoomID, evt *event.Event) {
 }
 
 // invited accepts an invitation to a direct chat, and records it in
-// m.direct as clients do. Other invitations wait for the user.
-func (s *session) invited(roomID id.RoomID, inv *mautrix.SyncInvitedRoom) {
+// m.direct as clients do. An invitation to another room becomes a
+// XEP-0249 invitation from the inviter; the user's client joins it (or
+// not) like any room.
+func (s *session) invited(roomID id.RoomID, inv *mautrix.SyncInvitedRoom) error {
 	var inviter id.UserID
+	var reason, alias, name string
 	direct := false
 	for _, evt := range inv.State.Events {
-		if evt.Type != event.StateMember || evt.GetStateKey() != string(s.acc.UserID) {
-			continue
-		}
 		_ = evt.Content.ParseRaw(evt.Type)
-		if m := evt.Content.AsMember(); m.Membership == event.MembershipInvite {
-			inviter, direct = evt.Sender, m.IsDirect
+		switch evt.Type {
+		case event.StateMember:
+			if evt.GetStateKey() != string(s.acc.UserID) {
+				continue
+			}
+			if m := evt.Content.AsMember(); m.Membership == event.MembershipInvite {
+				inviter, direct, reason = evt.Sender, m.IsDirect, m.Reason
+			}
+		case event.StateCanonicalAlias:
+			alias = string(evt.Content.AsCanonicalAlias().Alias)
+		case event.StateRoomName:
+			name = evt.Content.AsRoomName().Name
 		}
 	}
-	if !direct || inviter == "" {
-		return
+	if inviter == "" {
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(s.ctx, s.r.a.cfg.RequestTimeout)
 	defer cancel()
+	if !direct {
+		room := roomAddress(string(roomID))
+		if alias != "" {
+			room = roomAddress(alias)
+		}
+		if reason == "" {
+			reason = string(inviter) + " invites you to " + cmp.Or(name, alias, string(roomID))
+		}
+		return s.r.host.Deliver(ctx, gateways.Inbound{
+			ProviderID: "invite:" + string(roomID) + ":" + string(inviter),
+			From:       userAddress(inviter), To: s.user, Invite: room, Body: reason,
+		})
+	}
 	if _, err := s.cli.JoinRoomByID(ctx, roomID); err != nil {
 		s.r.a.log.Warn("joining a direct chat failed", "user", s.user, "room", roomID, "error", err)
-		return
+		return nil
 	}
 	s.mu.Lock()
 	s.dmOf[roomID] = inviter
 	s.mu.Unlock()
 	s.addDirect(ctx, inviter, roomID)
+	return nil
 }
 
 // addDirect adds a DM room to the user's m.direct on the homeserver.

@@ -286,6 +286,19 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 		}
 	})
 
+	t.Run("an invitation to a room", func(t *testing.T) {
+		if _, err := bob.CreateRoom(ctxFor(t), &mautrix.ReqCreateRoom{Preset: "private_chat", RoomAliasName: "party", Name: "Party",
+			Invite: []id.UserID{"@alice:localhost"}}); err != nil {
+			t.Fatal(err)
+		}
+		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "message" && bare(s.From) == bobJID && strings.Contains(s.Raw, "jabber:x:conference")
+		})
+		if !strings.Contains(s.Raw, "#party%localhost@"+matrixDomain) {
+			t.Errorf("the invitation does not name #party%%localhost@%s: %s", matrixDomain, s.Raw)
+		}
+	})
+
 	t.Run("kill -9 of the gateway loses nothing and duplicates nothing", func(t *testing.T) {
 		_ = g.cmd.Process.Kill()
 		<-g.exited
@@ -311,6 +324,9 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 			s, err := xmpptest.ParseStanza(raw)
 			if err == nil && s.Kind == "message" && strings.HasPrefix(s.Body, "while down") {
 				got = append(got, s.Body)
+				if !strings.Contains(s.Raw, "urn:xmpp:delay") {
+					t.Errorf("%q arrived while the gateway was down but has no XEP-0203 delay: %s", s.Body, s.Raw)
+				}
 			}
 		}
 		if !slices.Equal(got, want) {
