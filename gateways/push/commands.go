@@ -31,6 +31,9 @@ func (a *Adapter) Commands() []gateways.Command {
 			Instructions: "The endpoint URL your UnifiedPush distributor gave this app.",
 			Fields: []gateways.Field{
 				{Var: "endpoint", Type: "text-single", Label: "Endpoint URL", Required: true},
+				{Var: "p256dh", Type: "text-single", Label: "Web Push public key (base64url, optional)",
+					Desc: "With auth, the app's RFC 8291 keys: pushes are then encrypted for the app, unreadable by the distributor."},
+				{Var: "auth", Type: "text-single", Label: "Web Push auth secret (base64url, optional)"},
 				contentField,
 			},
 		},
@@ -88,7 +91,14 @@ func (a *Adapter) registerUnifiedPush(ctx context.Context, user string, values m
 	if err != nil {
 		return gateways.CommandResult{}, refusal(gateways.NotAcceptable, "%v", err)
 	}
-	return a.register(ctx, registration{User: user, Service: UnifiedPush, Endpoint: u.String(), Device: u.String(), Content: wantsContent(values)})
+	r := registration{User: user, Service: UnifiedPush, Endpoint: u.String(), Device: u.String(), Content: wantsContent(values)}
+	r.P256DH, r.Auth = first(values, "p256dh"), first(values, "auth")
+	if r.P256DH != "" || r.Auth != "" {
+		if _, err := parseWebPushKeys(r.P256DH, r.Auth); err != nil {
+			return gateways.CommandResult{}, refusal(gateways.NotAcceptable, "%v (give both p256dh and auth, or neither)", err)
+		}
+	}
+	return a.register(ctx, r)
 }
 
 func (a *Adapter) registerToken(service, deviceField string) func(context.Context, string, map[string][]string) (gateways.CommandResult, error) {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nuid"
 	"golang.org/x/time/rate"
@@ -134,7 +135,7 @@ func (a *Adapter) Push(ctx context.Context, p gateways.Push) error {
 	}
 	n := notification{Node: p.Node, Count: p.Count}
 	if reg.Content {
-		n.Sender, n.Body = p.Sender, p.Body
+		n.Sender, n.Body = p.Sender, truncate(p.Body, maxBodyBytes)
 	}
 	switch reg.Service {
 	case UnifiedPush:
@@ -278,6 +279,23 @@ func (a *Adapter) publish(ctx context.Context, iq gateways.IQ) (gateways.IQAnswe
 		Queue:   &bus.Envelope{Kind: bus.KindPush, User: reg.User, Contact: node, Push: p},
 		QueueID: "push:" + iq.From + "|" + iq.ID,
 	}, nil
+}
+
+// maxBodyBytes bounds the text a push carries: push services take 4 KiB
+// (RFC 8030's minimum, FCM's and APNs' limits), with room for the rest.
+const maxBodyBytes = 1024
+
+// truncate cuts s to at most n bytes at a character boundary, marking the
+// cut with "…".
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len("…")
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
 }
 
 // publisherServes reports whether from, the publisher, is the server of

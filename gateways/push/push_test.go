@@ -1,12 +1,14 @@
 package push_test
 
 import (
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
@@ -213,6 +215,47 @@ func TestUnifiedPush(t *testing.T) {
 		_, err = publish(t, a, "localhost", publishXML(node3, secret3, "", ""))
 		wantCondition(t, err, gateways.ItemNotFound)
 	})
+}
+
+// TestUnifiedPushEncrypted: an app that registered Web Push keys gets
+// pushes only it can read (RFC 8291, aes128gcm).
+func TestUnifiedPushEncrypted(t *testing.T) {
+	t.Parallel()
+	d := pushtest.StartDistributor(t)
+	a := newAdapter(t, newConfig(t, func(c *push.Config) { c.AllowPrivateEndpoints = true }))
+	app := pushtest.NewWebPushApp(t)
+	_, _, err := register(t, a, "register-push-unifiedpush", alice, map[string]string{"endpoint": d.Endpoint("enc"), "p256dh": app.P256DH()})
+	wantCondition(t, err, gateways.NotAcceptable)
+	_, _, err = register(t, a, "register-push-unifiedpush", alice, map[string]string{"endpoint": d.Endpoint("enc"), "p256dh": "bm90IGEga2V5", "auth": app.Auth()})
+	wantCondition(t, err, gateways.NotAcceptable)
+	node, secret, err := register(t, a, "register-push-unifiedpush", alice, map[string]string{
+		"endpoint": d.Endpoint("enc"), "p256dh": app.P256DH(), "auth": app.Auth(), "include-content": "1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := strings.Repeat("é", 2000) // 4000 bytes: cut to fit a push
+	e, err := publish(t, a, "localhost", publishXML(node, secret, "bob@localhost", long))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := deliver(t, a, e, 1); err != nil {
+		t.Fatal(err)
+	}
+	r := d.WaitRequests(t, 1, wait)[0]
+	if r.Header.Get("Content-Encoding") != "aes128gcm" || strings.Contains(string(r.Body), "bob@") {
+		t.Fatalf("headers %v, body readable: %q", r.Header, r.Body)
+	}
+	pt, err := app.Decrypt(r.Body)
+	if err != nil {
+		t.Fatalf("the app cannot decrypt its push: %v", err)
+	}
+	var got struct{ Node, Sender, Body string }
+	if err := json.Unmarshal(pt, &got); err != nil {
+		t.Fatalf("%q: %v", pt, err)
+	}
+	if got.Node != node || got.Sender != "bob@localhost" || len(got.Body) > 1024 || !strings.HasSuffix(got.Body, "…") || !utf8.ValidString(got.Body) {
+		t.Errorf("decrypted %q", pt)
+	}
 }
 
 func TestEndpointChecks(t *testing.T) {

@@ -61,11 +61,25 @@ func (a *Adapter) sendUnifiedPush(ctx context.Context, reg *registration, n noti
 	if err != nil {
 		return err
 	}
+	contentType := "application/json"
+	if reg.P256DH != "" {
+		keys, err := parseWebPushKeys(reg.P256DH, reg.Auth)
+		if err != nil {
+			return permanent("the registration's Web Push keys: %v", err)
+		}
+		if body, err = encryptWebPush(keys, body); err != nil {
+			return err
+		}
+		contentType = "application/octet-stream"
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, reg.Endpoint, bytes.NewReader(body))
 	if err != nil {
 		return permanent("the endpoint is not a valid URL")
 	}
-	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Content-Type", contentType)
+	if reg.P256DH != "" {
+		req.Header.Set("Content-Encoding", "aes128gcm")
+	}
 	req.Header.Set("TTL", strconv.Itoa(int(a.cfg.TTL/time.Second)))
 	req.Header.Set("Urgency", a.cfg.Urgency)
 	req.Header.Set("Topic", n.Node)

@@ -41,12 +41,16 @@ type registration struct {
 	Service string `json:"service"`
 	// Endpoint is the UnifiedPush endpoint URL; Token the FCM or APNs
 	// device token; Device the client's id of the device.
-	Endpoint   string    `json:"endpoint,omitempty"`
-	Token      string    `json:"token,omitempty"`
-	Device     string    `json:"device,omitempty"`
-	SecretHash string    `json:"secret_sha256"`
-	Content    bool      `json:"content,omitempty"` // the device asked for sender and body
-	Created    time.Time `json:"created"`
+	Endpoint   string `json:"endpoint,omitempty"`
+	Token      string `json:"token,omitempty"`
+	Device     string `json:"device,omitempty"`
+	SecretHash string `json:"secret_sha256"`
+	Content    bool   `json:"content,omitempty"` // the device asked for sender and body
+	// P256DH and Auth are a UnifiedPush app's Web Push keys (RFC 8291,
+	// base64url): when set, pushes are encrypted for the app.
+	P256DH  string    `json:"p256dh,omitempty"`
+	Auth    string    `json:"auth,omitempty"`
+	Created time.Time `json:"created"`
 }
 
 type store struct {
