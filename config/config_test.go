@@ -632,6 +632,16 @@ func TestLoadErrors(t *testing.T) {
 			want: []string{"bus.replicas: 6 is out of range 1..5"},
 		},
 		{
+			name: "id map expiry too short",
+			in:   input{yaml: minimalYAML + "bus:\n  idmap_ttl: 10m\n"},
+			want: []string{"bus.idmap_ttl: 10m0s is too short: at least 1h"},
+		},
+		{
+			name: "unknown external feature",
+			in: input{yaml: "gateways:\n  ext:\n    domain: ext.localhost\n    secret: s\n    adapter: external\n    external:\n      type: sms\n      features: [reactions, stickers]\nbus:\n  listen: 127.0.0.1:4222\n"},
+			want: []string{`gateways.ext.external.features.1: unknown feature "stickers" (known: corrections, replies, reactions, retractions, markers, typing)`},
+		},
+		{
 			name: "unknown role",
 			in:   input{yaml: minimalYAML, args: []string{"--role", "worker"}},
 			want: []string{`role: "worker" is not one of all, component, adapters, ingress`},
