@@ -247,6 +247,49 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 			t.Errorf("the reflection has id %q, want g1: %s", refl.ID, refl.Raw)
 		}
 		bob.Wait(t, matrixWait, "alice's groupchat", func(e *event.Event) bool { return dendritetest.Body(e) == "hello room" && e.RoomID == lounge.RoomID })
+		if err := bob.SetDisplayName(ctxFor(t), "Bobby"); err != nil {
+			t.Fatal(err)
+		}
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "presence" && s.From == roomJID+"/bob" && s.Type == "unavailable" && strings.Contains(s.Raw, "303") && strings.Contains(s.Raw, "Bobby")
+		})
+		alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
+			return s.Kind == "presence" && s.From == roomJID+"/Bobby" && s.Type == ""
+		})
+	})
+
+	t.Run("the homeserver restarted mid-conversation", func(t *testing.T) {
+		if _, err := bob.SendText(ctxFor(t), room, "before the homeserver restart"); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "before the homeserver restart" })
+		hs.Stop(t)
+		hs.Start(t)
+		want := []string{"hs back 1", "hs back 2"}
+		for _, body := range want {
+			if _, err := bob.SendText(ctxFor(t), room, body); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == want[1] })
+		// alice's message goes out again (the runner retries while the
+		// adapter's connections recover).
+		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='hs1'><body>after the homeserver restart</body></message>`)
+		bob.Wait(t, matrixWait, "alice's message after the homeserver restart", func(e *event.Event) bool { return dendritetest.Body(e) == "after the homeserver restart" })
+		if _, err := bob.SendText(ctxFor(t), room, "hs last"); err != nil {
+			t.Fatal(err)
+		}
+		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "hs last" })
+		var got []string
+		for _, raw := range alice.Stanzas() {
+			s, err := xmpptest.ParseStanza(raw)
+			if err == nil && s.Kind == "message" && strings.HasPrefix(s.Body, "hs back") {
+				got = append(got, s.Body)
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("alice received %q, want %q: each once, in order", got, want)
+		}
 	})
 
 	t.Run("an image both ways", func(t *testing.T) {
