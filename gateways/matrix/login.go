@@ -139,6 +139,11 @@ func (a *Adapter) Logout(ctx context.Context, user string) (id.UserID, error) {
 		return "", fmt.Errorf("matrix: registrations: %w", err)
 	}
 	_ = a.kv.Delete(ctx, a.sinceKey(user))
+	if keys, err := a.kv.ListKeysFiltered(ctx, a.roomPrefix(user)+"*"); err == nil {
+		for k := range keys.Keys() {
+			_ = a.kv.Delete(ctx, k) // the device's rooms are not the next login's
+		}
+	}
 	a.logout(ctx, acc)
 	a.log.Info("logged out of Matrix", "user", user, "mxid", acc.UserID)
 	return acc.UserID, nil

@@ -385,6 +385,18 @@ func (s *session) ensureDM(ctx context.Context, contact id.UserID) (id.RoomID, e
 	if r := s.dmRoom(contact); r != "" {
 		return r, nil
 	}
+	// Homeservers invite users who do not exist without complaint; their
+	// profile tells (a refusal to show it, as some servers do to users
+	// who share no room, is not taken as an answer).
+	if _, err := s.cli.GetProfile(ctx, contact); err != nil {
+		var he mautrix.HTTPError
+		if errors.As(err, &he) && he.IsStatus(http.StatusNotFound) {
+			return "", gateways.Reject(gateways.ItemNotFound, "there is no Matrix user %s", contact)
+		}
+		if !errors.As(err, &he) || he.Response == nil || he.Response.StatusCode >= 500 {
+			return "", classify(err, "looking up "+string(contact))
+		}
+	}
 	resp, err := s.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{
 		Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{contact},
 	})
