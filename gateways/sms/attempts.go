@@ -98,7 +98,7 @@ func (g *Gateway) alreadySent(ctx context.Context, p Provider, key string, m gat
 	})
 	if errors.Is(err, ErrOutcomeUnknown) {
 		return "", false, &gateways.Error{Condition: gateways.RemoteServerTimeout, Permanent: true, Err: err,
-			Text: fmt.Sprintf("it is not known whether this message reached %s: %s did not answer in time and cannot say so now; it is not sent again, to spare the recipient a second copy: ask them, or send it again yourself", msg.To, p.Name())}
+			Text: fmt.Sprintf("it is not known whether this message reached %s: %s did not answer in time and cannot say so now, so it may still be delivered; it is not sent again, to spare the recipient a second copy: ask them, or send it again yourself", msg.To, p.Name())}
 	}
 	if err != nil {
 		return "", false, fmt.Errorf("asking %s whether an earlier attempt was sent: %w", p.Name(), err)

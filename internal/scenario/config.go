@@ -25,6 +25,11 @@ const (
 	// WebhookPath is where the sms gateway of a Config takes Twilio's
 	// webhooks, below its http.public_url.
 	WebhookPath = "/twilio/sms/sms"
+	// The Telnyx side, for a Config with TelnyxAPI: the account's key and
+	// messaging profile, and where Telnyx's webhooks go.
+	TelnyxKey         = "KEY0123456789ABCDEF"
+	TelnyxProfile     = "40017a5c-0000-4000-8000-000000000001"
+	TelnyxWebhookPath = "/telnyx/sms/webhook"
 )
 
 // Config is the xmppgw configuration the suites' gateway processes run:
@@ -49,7 +54,11 @@ type Config struct {
 	Listen, PublicURL string
 	// TwilioAPI is the fake Twilio's URL (twilio.api_url).
 	TwilioAPI string
-	// RequestTimeout is twilio.request_timeout; 0 leaves the default.
+	// TelnyxAPI, when set, makes the sms gateway adapter: telnyx, at the
+	// fake Telnyx at this URL whose webhook public key is TelnyxPublicKey,
+	// instead of Twilio.
+	TelnyxAPI, TelnyxPublicKey string
+	// RequestTimeout is the provider's request_timeout; 0 leaves the default.
 	RequestTimeout time.Duration
 	// SandboxDomain, when set, adds a sandbox gateway on that domain.
 	SandboxDomain string
@@ -79,7 +88,21 @@ gateways:
   sms:
     domain: %s
     secret: secret
-    adapter: twilio
+`, c.Listen, c.PublicURL, SMSDomain)
+	if c.TelnyxAPI != "" {
+		fmt.Fprintf(&b, `    adapter: telnyx
+    quota:
+      messages: 0
+    telnyx:
+      api_key: %s
+      public_key: %s
+      messaging_profile_id: %s
+      api_url: %s
+      default_region: US
+      mps: 10000
+`, TelnyxKey, c.TelnyxPublicKey, TelnyxProfile, c.TelnyxAPI)
+	} else {
+		fmt.Fprintf(&b, `    adapter: twilio
     quota:
       messages: 0
     twilio:
@@ -88,7 +111,8 @@ gateways:
       api_url: %s
       default_region: US
       mps: 10000
-`, c.Listen, c.PublicURL, SMSDomain, AccountSID, AuthToken, c.TwilioAPI)
+`, AccountSID, AuthToken, c.TwilioAPI)
+	}
 	if c.RequestTimeout > 0 {
 		fmt.Fprintf(&b, "      request_timeout: %s\n", c.RequestTimeout)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/xmppgw/xmppgw/internal/telnyxtest"
 	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
@@ -76,9 +77,29 @@ func Due(ctx context.Context, began time.Time, rate float64, i int) bool {
 func PostWebhook(ctx context.Context, tw *twiliotest.Server, url string, i int, answered func(ok bool, answer string)) bool {
 	params := tw.InboundSMS(Friend, AliceNumber, In.ID(i))
 	sig := twiliotest.Sign(AuthToken, url, params)
+	return Repost(ctx, func(ctx context.Context) (int, error) {
+		status, _, err := twiliotest.PostForm(ctx, url, sig, params)
+		return status, err
+	}, answered)
+}
+
+// PostTelnyx is PostWebhook for Telnyx: message i of the In series as a
+// message.received event (its own id), signed each time it is posted.
+func PostTelnyx(ctx context.Context, tx *telnyxtest.Server, url string, i int, answered func(ok bool, answer string)) bool {
+	body := tx.Received(Friend, []string{AliceNumber}, In.ID(i))
+	return Repost(ctx, func(ctx context.Context) (int, error) {
+		status, _, err := tx.Post(ctx, url, body)
+		return status, err
+	}, answered)
+}
+
+// Repost calls post until it answers 200, after 50 ms and then twice as
+// long each time, up to 1 s, as providers retry webhooks; answered is
+// called after every post. It returns false when ctx ended first.
+func Repost(ctx context.Context, post func(context.Context) (int, error), answered func(ok bool, answer string)) bool {
 	backoff := 50 * time.Millisecond
 	for {
-		status, _, err := twiliotest.PostForm(ctx, url, sig, params)
+		status, err := post(ctx)
 		answer := strconv.Itoa(status)
 		if err != nil {
 			answer = "conn-error"
@@ -121,9 +142,19 @@ const OutcomeUnknown = "(outcome unknown)"
 // TwilioCopies counts the messages of the Out series (numbers 1 to n) the
 // fake Twilio accepted, per number.
 func TwilioCopies(msgs []twiliotest.Message, n int) []int {
+	bodies := make([]string, len(msgs))
+	for i, m := range msgs {
+		bodies[i] = m.Body
+	}
+	return Copies(bodies, n)
+}
+
+// Copies counts the messages of the Out series (numbers 1 to n) among the
+// texts a provider accepted, per number.
+func Copies(bodies []string, n int) []int {
 	copies := make([]int, n+1)
-	for _, m := range msgs {
-		if k := Out.Number(m.Body); k > 0 && k <= n {
+	for _, b := range bodies {
+		if k := Out.Number(b); k > 0 && k <= n {
 			copies[k]++
 		}
 	}
@@ -133,10 +164,20 @@ func TwilioCopies(msgs []twiliotest.Message, n int) []int {
 // TwilioOrder is the numbers of the Out series (1 to n) in the order their
 // first copy reached the fake Twilio, for OutOfOrder.
 func TwilioOrder(msgs []twiliotest.Message, n int) []int {
+	bodies := make([]string, len(msgs))
+	for i, m := range msgs {
+		bodies[i] = m.Body
+	}
+	return Order(bodies, n)
+}
+
+// Order is the numbers of the Out series (1 to n) in the order their first
+// copy is among the texts a provider accepted, for OutOfOrder.
+func Order(bodies []string, n int) []int {
 	var order []int
 	seen := map[int]bool{}
-	for _, m := range msgs {
-		if k := Out.Number(m.Body); k > 0 && k <= n && !seen[k] {
+	for _, b := range bodies {
+		if k := Out.Number(b); k > 0 && k <= n && !seen[k] {
 			seen[k] = true
 			order = append(order, k)
 		}

@@ -40,6 +40,7 @@ type Server struct {
 	media        map[string]mediaItem
 	mediaFetches int
 	sendHooks    bool
+	responder    func(CreateRequest) *Failure
 	closing      chan struct{}
 	closeOnce    sync.Once
 	hooks        sync.WaitGroup
@@ -56,6 +57,24 @@ type Message struct {
 	ProfileID  string
 	WebhookURL string
 	Created    time.Time
+}
+
+// CreateRequest is what a responder sees of a create call.
+type CreateRequest struct {
+	From    string
+	To      []string
+	Text    string
+	Group   bool
+	Attempt int // 1-based count of create calls
+}
+
+// SetResponder installs a hook consulted on every create call after
+// FailNext's queue is empty: a non-nil Failure is answered instead of the
+// normal handling. Nil removes it.
+func (s *Server) SetResponder(fn func(CreateRequest) *Failure) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.responder = fn
 }
 
 // Failure scripts the answer to the next create call.
@@ -162,7 +181,8 @@ func (s *Server) FailNext(f ...Failure) {
 }
 
 // SetSendWebhooks turns on posting message.sent to the webhook_url of
-// each message accepted from now on.
+// each message accepted from now on, retried until the gateway takes it
+// (for a minute), as Telnyx retries.
 func (s *Server) SetSendWebhooks(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -288,11 +308,13 @@ var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
 func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, group bool) {
 	s.mu.Lock()
 	s.requests++
+	attempt := s.requests
 	var f *Failure
 	if len(s.failures) > 0 {
 		f = &s.failures[0]
 		s.failures = s.failures[1:]
 	}
+	responder := s.responder
 	s.mu.Unlock()
 	raw, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
 	if err != nil {
@@ -306,6 +328,17 @@ func (s *Server) handleCreate(w http.ResponseWriter, r *http.Request, group bool
 	if err := json.Unmarshal(raw, &b); err != nil {
 		writeError(w, http.StatusBadRequest, "10015", "The request body is not valid JSON.", "")
 		return
+	}
+	if f == nil && responder != nil {
+		req := CreateRequest{From: b.From, Text: b.Text, Group: group, Attempt: attempt}
+		if group {
+			_ = json.Unmarshal(b.To, &req.To)
+		} else {
+			var one string
+			_ = json.Unmarshal(b.To, &one)
+			req.To = []string{one}
+		}
+		f = responder(req)
 	}
 	if f != nil {
 		if f.Accept {
@@ -413,10 +446,33 @@ func (s *Server) store(m Message) {
 		s.hooks.Add(1)
 		go func() {
 			defer s.hooks.Done()
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_, _, _ = s.Post(ctx, m.WebhookURL, s.Sent(m))
+			s.deliverHook(m.WebhookURL, s.Sent(m))
 		}()
+	}
+}
+
+// hookRetry is how long the fake keeps retrying a webhook that was not
+// answered 2xx, as Telnyx retries failed deliveries.
+const hookRetry = time.Minute
+
+// deliverHook posts body to url, again after a failure (backing off from
+// 100 ms to 2 s) until it is taken, the server closes, or hookRetry passed.
+func (s *Server) deliverHook(url string, body []byte) {
+	deadline := time.Now().Add(hookRetry)
+	backoff := 100 * time.Millisecond
+	for time.Now().Before(deadline) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		code, _, err := s.Post(ctx, url, body)
+		cancel()
+		if err == nil && code/100 == 2 {
+			return
+		}
+		select {
+		case <-time.After(backoff):
+		case <-s.closing:
+			return
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 
