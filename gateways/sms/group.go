@@ -282,6 +282,27 @@ func cmpID(id, key string) string {
 	return key
 }
 
+// receiveGroupAll delivers a group text to every user of the gateway
+// whose number it went to (two users of one gateway can be in one group).
+// in is the message as delivered to the first of them.
+func (g *Gateway) receiveGroupAll(ctx context.Context, h gateways.Host, r Received, in gateways.Inbound) error {
+	for _, n := range r.To {
+		user, err := g.reg.UserFor(ctx, n)
+		if err != nil {
+			return err
+		}
+		if user == "" || n == r.From {
+			continue
+		}
+		m := in
+		m.To = user
+		if err := g.receiveGroup(ctx, h, n, groupOthers(r, n), m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // receiveGroup delivers a group text to the user whose number is to: an
 // invitation to its room the first time, then the message in the room to
 // each of the user's clients there, or held until one joins.

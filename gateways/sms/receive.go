@@ -61,7 +61,7 @@ func (g *Gateway) Receive(ctx context.Context, p Provider, r Received) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	to, user, err := g.recipient(ctx, r.To)
+	_, user, err := g.recipient(ctx, r.To)
 	if err != nil {
 		g.log.Error("inbound: number lookup failed", "sid", r.ID, "err", err)
 		return err
@@ -81,8 +81,8 @@ func (g *Gateway) Receive(ctx context.Context, p Provider, r Received) error {
 		}
 		in.Media = append(in.Media, gateways.Media{URL: link, Type: md.Type})
 	}
-	if others := groupOthers(r, to); len(others) > 0 {
-		return g.receiveGroup(ctx, h, to, others, in)
+	if len(r.To) > 1 {
+		return g.receiveGroupAll(ctx, h, r, in)
 	}
 	store, what := func() error { return h.Deliver(ctx, in) }, "message"
 	// An MMS is never a reaction: a phone renders those as text alone.

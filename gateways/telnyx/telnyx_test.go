@@ -447,3 +447,67 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// TestGroupText: a group MMS to two users of the gateway invites each to
+// the group's room (held until they join); a join gives the occupants,
+// the held message with its time, then the subject; a groupchat message
+// is one group MMS to every other member, reflected to the sender.
+func TestGroupText(t *testing.T) {
+	e := start(t, 2*time.Second)
+	const bobNumber, friend = "+15550002222", "+15551230001"
+	reg := e.a.(gateways.RegistrarProvider).Registrar()
+	if err := reg.Assign(t.Context(), "bob@example.com", bobNumber); err != nil {
+		t.Fatal(err)
+	}
+	if code, _ := e.tx.PostWebhook(t, e.hook(), e.tx.ReceivedID("g1", friend, []string{poolNumber, bobNumber}, "hi both")); code != 200 {
+		t.Fatalf("webhook answered %d", code)
+	}
+	room := poolNumber + "," + bobNumber + "," + friend
+	for _, u := range []string{"alice@example.com", "bob@example.com"} {
+		inv := e.host.WaitDelivered(t, 5*time.Second, func(m gateways.Inbound) bool { return m.Invite != "" && m.To == u })
+		if inv.Invite != room || inv.From != friend {
+			t.Errorf("invitation %+v, want to %s from %s", inv, room, friend)
+		}
+	}
+	ra := e.a.(gateways.RoomAdapter)
+	if !ra.IsRoom(room) || ra.IsRoom(friend) {
+		t.Fatal("IsRoom")
+	}
+	if err := ra.Join(t.Context(), gateways.Join{User: user, Room: room, Nick: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	subject := e.host.WaitDelivered(t, 5*time.Second, func(m gateways.Inbound) bool { return m.Subject != nil && m.To == user })
+	if !strings.Contains(*subject.Subject, friend) {
+		t.Errorf("subject %q", *subject.Subject)
+	}
+	var nicks []string
+	for _, o := range e.host.Occupants() {
+		nicks = append(nicks, o.Nick)
+	}
+	if strings.Join(nicks, " ") != bobNumber+" "+friend+" alice" {
+		t.Errorf("occupants %v, want the other numbers, then alice", nicks)
+	}
+	held := e.host.WaitDelivered(t, 5*time.Second, func(m gateways.Inbound) bool { return m.Groupchat && m.Body == "hi both" && m.To == user })
+	if held.Nick != friend || held.From != room || held.Delay.IsZero() {
+		t.Errorf("held message %+v", held)
+	}
+
+	m := gateways.Outbound{ID: "g-out", Key: "g-out", From: user, To: room, Body: "hello group", Groupchat: true, Attempt: 1}
+	if _, err := e.a.Send(t.Context(), m); err != nil {
+		t.Fatal(err)
+	}
+	sent := e.tx.Messages()[0]
+	if !sent.Group || sent.From != poolNumber || strings.Join(sent.To, ",") != bobNumber+","+friend || sent.Text != "hello group" {
+		t.Errorf("Telnyx got %+v", sent)
+	}
+	e.host.WaitDelivered(t, 5*time.Second, func(m gateways.Inbound) bool { return m.OriginID == "g-out" && m.Nick == "alice" && m.To == user })
+
+	// A correction in the room is a group MMS too, after the prefix.
+	ed := gateways.Edit{Outbound: gateways.Outbound{ID: "g-fix", Key: "g-fix", From: user, To: room, Body: "hello all", Groupchat: true, Attempt: 1}}
+	if _, err := e.a.(gateways.Editor).Edit(t.Context(), ed); err != nil {
+		t.Fatal(err)
+	}
+	if fix := e.tx.Messages()[1]; !fix.Group || fix.Text != "* hello all" {
+		t.Errorf("correction sent as %+v", fix)
+	}
+}
