@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/xmppgw/xmppgw/gateways"
 )
@@ -94,6 +95,7 @@ var errStopped = fmt.Errorf("matrix: not started: %w", gateways.ErrNotConnected)
 // run is one Start…Stop of the adapter.
 type run struct {
 	a       *Adapter
+	id      string // this run, as the holder of sync leases
 	host    gateways.Host
 	ctx     context.Context // ends at Stop
 	cancel  context.CancelFunc
@@ -120,7 +122,7 @@ func (a *Adapter) Start(ctx context.Context, h gateways.Host) error {
 		return errors.New("matrix: already started")
 	}
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	r := &run{a: a, host: h, ctx: rctx, cancel: cancel, sessions: map[string]*session{}}
+	r := &run{a: a, id: nuid.Next(), host: h, ctx: rctx, cancel: cancel, sessions: map[string]*session{}}
 	w, err := a.kv.Watch(ctx, a.accountPrefix()+"*")
 	if err != nil {
 		cancel()

@@ -15,8 +15,8 @@
 // and no token is ever logged. Logging in again replaces the device (the
 // old one is logged out); unregistering, or "Log out of Matrix"
 // (matrix-logout), logs the device out and forgets it. A login stored by
-// any process of the gateway connects the user in the process that runs
-// the adapter, which watches the logins.
+// any process of the gateway connects the user in the processes that run
+// the adapter, which watch the logins.
 //
 // The homeserver URL comes from the user, so it is checked before any
 // request: https (plain http only to loopback with
@@ -88,6 +88,14 @@
 // id derived from the bus message's key, so a retried send is answered
 // with the same event instead of making a second one. A new login starts
 // from the present: earlier history is not delivered.
+//
+// # Several processes
+//
+// Sends are plain requests, served by whichever adapter process the bus
+// hands them to; each user's /sync runs in one process only, the holder
+// of the user's sync lease (lease.go), which another process takes over
+// when the holder stops (at once) or dies (within leaseTTL), resuming from
+// the stored token.
 //
 // # Configuration
 //

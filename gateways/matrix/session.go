@@ -38,10 +38,14 @@ type session struct {
 	typing map[id.RoomID][]id.UserID // who was typing, per room
 	rooms  map[id.RoomID]*joined     // rooms joined from XMPP
 	err    error                     // the last sync's failure, nil once one succeeded
-	// catchUp: the batch being handled is the first after a start or an
-	// outage, so its messages are delivered late (XEP-0203). Loop only.
+	// catchUp: the batch being handled is the first after a start, an
+	// outage or a takeover, so its messages are delivered late
+	// (XEP-0203). Loop only.
 	catchUp bool
-	create  sync.Mutex // one DM room created at a time
+
+	leaseMu  sync.Mutex
+	leaseRev uint64     // the revision of our sync lease; 0 when not held
+	create   sync.Mutex // one DM room created at a time
 }
 
 func parseAccount(b []byte) (account, error) {
@@ -106,35 +110,58 @@ const (
 // loop syncs until the session ends. The token of a batch is stored once
 // everything in it was handed to the gateway, so a restart resumes after
 // the last batch delivered; a batch handed over twice (a crash between the
-// two) is deduplicated by event id on the bus.
+// two) is deduplicated by event id on the bus. Only the process holding
+// the user's sync lease (lease.go) syncs; the others serve sends.
 func (s *session) loop() {
 	a := s.r.a
-	since, err := getString(s.ctx, a.kv, a.sinceKey(s.user))
-	if err != nil && s.ctx.Err() == nil {
-		a.log.Warn("reading the Matrix sync token failed; starting from now", "user", s.user, "error", err)
-	}
+	defer s.releaseLease()
 	backoff := minBackoff
-	first := true
-	failed := false // the last sync failed: the next batch catches up
+	prepared := false // m.direct and the rooms are loaded
+	var since string
+	var lctx context.Context // ends when the lease is lost; nil when not held
+	catchUp := true          // the next batch is the first after a start, an outage or a takeover
 	for s.ctx.Err() == nil {
-		timeout := int(a.cfg.SyncTimeout / time.Millisecond)
-		if first {
-			timeout = 0
-		}
 		var resp *mautrix.RespSync
 		var err error
-		if first {
+		if !prepared {
 			// An incremental sync carries m.direct only when it changes.
-			err = s.loadDirect()
-			if err == nil {
+			if err = s.loadDirect(); err == nil {
 				err = s.restoreRooms(s.ctx)
+			}
+			if err == nil {
+				prepared = true
+				close(s.ready)
+			}
+		}
+		if err == nil && (lctx == nil || lctx.Err() != nil) {
+			lctx = nil
+			var held bool
+			if held, err = s.tryLease(s.ctx); err == nil && !held {
+				// Another process syncs this user; sends work from here
+				// too. Look again when its lease may have run out.
+				if !s.pause(leaseRenew) {
+					return
+				}
+				continue
+			}
+			if err == nil {
+				// The holder before us may have gone further.
+				since, err = getString(s.ctx, a.kv, a.sinceKey(s.user))
+				if err == nil {
+					lctx = s.holdLease()
+					catchUp = true
+				}
 			}
 		}
 		if err == nil {
-			resp, err = s.scli.SyncRequest(s.ctx, timeout, since, "", false, event.PresenceOffline)
+			timeout := int(a.cfg.SyncTimeout / time.Millisecond)
+			if catchUp {
+				timeout = 0
+			}
+			resp, err = s.scli.SyncRequest(lctx, timeout, since, "", false, event.PresenceOffline)
 		}
 		if err == nil {
-			s.catchUp = first || failed
+			s.catchUp = catchUp
 			err = s.handle(resp, since == "")
 		}
 		if err == nil && resp.NextBatch != "" && resp.NextBatch != since {
@@ -148,6 +175,10 @@ func (s *session) loop() {
 			if s.ctx.Err() != nil {
 				return
 			}
+			if lctx != nil && lctx.Err() != nil {
+				a.log.Info("another process took over the user's Matrix sync", "user", s.user)
+				continue
+			}
 			s.mu.Lock()
 			s.err = err
 			s.mu.Unlock()
@@ -156,27 +187,31 @@ func (s *session) loop() {
 				_ = s.r.host.Deliver(s.ctx, gateways.Notice(s.user, "Matrix: the homeserver no longer accepts the gateway's login for "+string(s.acc.UserID)+"; log in again."))
 				return
 			}
-			failed = true
+			catchUp = true
 			a.log.Debug("Matrix sync failed", "user", s.user, "error", err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-t.C:
-			case <-s.ctx.Done():
-				t.Stop()
+			if !s.pause(backoff) {
 				return
 			}
 			backoff = min(backoff*2, maxBackoff)
 			continue
 		}
 		backoff = minBackoff
-		failed = false
+		catchUp = false
 		s.mu.Lock()
 		s.err = nil
 		s.mu.Unlock()
-		if first {
-			first = false
-			close(s.ready)
-		}
+	}
+}
+
+// pause waits d; false when the session ended meanwhile.
+func (s *session) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.ctx.Done():
+		return false
 	}
 }
 
