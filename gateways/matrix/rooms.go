@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
@@ -165,6 +166,36 @@ func (s *session) restoreRooms(ctx context.Context) error {
 	return nil
 }
 
+// adoptRoom takes a room another process joined from XMPP (a record in
+// the registrations bucket) when it shows activity here; false when the
+// room is not one the user joined from XMPP.
+func (s *session) adoptRoom(ctx context.Context, roomID id.RoomID) (bool, error) {
+	a := s.r.a
+	e, err := a.kv.Get(ctx, a.roomKey(s.user, roomID))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	var rec roomRecord
+	if json.Unmarshal(e.Value(), &rec) != nil {
+		return false, nil
+	}
+	members, err := s.cli.JoinedMembers(ctx, roomID)
+	if err != nil {
+		return false, err
+	}
+	jr := &joined{addr: rec.Addr, jid: rec.JID, nick: rec.Nick, nicks: map[id.UserID]string{}}
+	for u, m := range members.Joined {
+		jr.nicks[u] = m.DisplayName
+	}
+	s.mu.Lock()
+	s.rooms[roomID] = jr
+	s.mu.Unlock()
+	return true, nil
+}
+
 // roomByAddr finds a room the user joined from XMPP by its address.
 func (s *session) roomByAddr(addr string) (id.RoomID, *joined) {
 	s.mu.Lock()
@@ -220,10 +251,17 @@ func (a *Adapter) sendRoom(ctx context.Context, m gateways.Outbound, content fun
 // member hands a membership change in a joined room to the gateway.
 func (s *session) member(roomID id.RoomID, j *joined, evt *event.Event) error {
 	who := id.UserID(evt.GetStateKey())
+	m := evt.Content.AsMember()
 	if who == s.acc.UserID {
+		if m.Membership != event.MembershipJoin {
+			// Left (from XMPP through another process, or from another
+			// client) or kicked: the room no longer reaches the user.
+			s.mu.Lock()
+			delete(s.rooms, roomID)
+			s.mu.Unlock()
+		}
 		return nil
 	}
-	m := evt.Content.AsMember()
 	ctx, cancel := context.WithTimeout(s.ctx, hostTimeout)
 	defer cancel()
 	s.mu.Lock()

@@ -242,6 +242,16 @@ func (s *session) handle(resp *mautrix.RespSync, initial bool) error {
 	slices.Sort(rooms)
 	for _, roomID := range rooms {
 		jr := resp.Rooms.Join[roomID]
+		s.mu.Lock()
+		_, dm := s.dmOf[roomID]
+		_, mine := s.rooms[roomID]
+		s.mu.Unlock()
+		if !dm && !mine && !initial {
+			// Joined from XMPP through another adapter process?
+			if _, err := s.adoptRoom(s.ctx, roomID); err != nil {
+				return err
+			}
+		}
 		for _, evt := range jr.State.Events {
 			s.learn(roomID, evt)
 		}
@@ -417,6 +427,14 @@ func (s *session) ensureDM(ctx context.Context, contact id.UserID) (id.RoomID, e
 	}
 	s.create.Lock()
 	defer s.create.Unlock()
+	if r := s.dmRoom(contact); r != "" {
+		return r, nil
+	}
+	// Another adapter process may have made or accepted one since this
+	// one read m.direct.
+	if err := s.loadDirect(); err != nil {
+		return "", classify(err, "reading m.direct")
+	}
 	if r := s.dmRoom(contact); r != "" {
 		return r, nil
 	}
