@@ -104,6 +104,15 @@ func TestMatrix(t *testing.T) {
 	}
 	in1 := waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == "hi alice" })
 
+	t.Run("disco lists every conversation feature", func(t *testing.T) {
+		got := discoFeatures(t, alice, bobJID)
+		for _, f := range conversationFeatures {
+			if !slices.Contains(got, f) {
+				t.Errorf("disco#info of %s lacks %s: %v", bobJID, f, got)
+			}
+		}
+	})
+
 	t.Run("latency", func(t *testing.T) {
 		// XMPP → Matrix → XMPP through both real servers: alice writes,
 		// bob's client sees it (syncing every 50 ms) and answers at once.
