@@ -247,7 +247,9 @@ type Params struct {
 // Optional capabilities, found by type assertion on an Adapter.
 
 // HTTPProvider is an adapter that receives webhooks. Its handler is mounted
-// at /<adapter ID>/<gateway name>/ on http.listen and sees full paths.
+// at /<adapter ID>/<gateway name>/ on http.listen and sees full paths. A
+// nil handler: the adapter serves nothing over HTTP as configured (the
+// Matrix adapter without http.public_url).
 type HTTPProvider interface {
 	HTTPHandler() http.Handler
 }

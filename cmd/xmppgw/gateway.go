@@ -192,7 +192,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			if err != nil {
 				return nil, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err)
 			}
-			_, receives := adapter.(gateways.HTTPProvider)
+			hp, receives := adapter.(gateways.HTTPProvider)
+			receives = receives && hp.HTTPHandler() != nil
 			if run.ingress && !run.workers && !receives {
 				continue // nothing for an ingress to serve
 			}
@@ -233,10 +234,9 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 		}
 		var webhooks http.Handler
 		if hp, ok := adapter.(gateways.HTTPProvider); ok && run.ingress {
-			if cfg.HTTP.Listen == "" {
+			if webhooks = hp.HTTPHandler(); webhooks != nil && cfg.HTTP.Listen == "" {
 				return nil, fmt.Errorf("gateways.%s: the %s adapter receives webhooks: set http.listen and http.public_url", name, info.ID)
 			}
-			webhooks = hp.HTTPHandler()
 		}
 		gw := &gateway{name: name, runner: runner, webhooks: webhooks, prefix: "/" + info.ID + "/" + name + "/"}
 		if run.workers {

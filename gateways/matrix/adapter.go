@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,11 +41,14 @@ type Adapter struct {
 	domain string
 	cfg    *Config
 	log    *slog.Logger
-	kv     jetstream.KeyValue // registrations
-	msgs   jetstream.KeyValue // messages (expiring)
-	tr     *http.Transport
-	http   *http.Client // requests other than /sync
-	sync   *http.Client // /sync: its long poll plus RequestTimeout
+	// publicURL and mount: where the media links handed to users are
+	// served (http.public_url, /matrix/<name>); no links without it.
+	publicURL, mount string
+	kv               jetstream.KeyValue // registrations
+	msgs             jetstream.KeyValue // messages (expiring)
+	tr               *http.Transport
+	http             *http.Client // requests other than /sync
+	sync             *http.Client // /sync: its long poll plus RequestTimeout
 
 	mu  sync.Mutex
 	run *run
@@ -54,6 +58,7 @@ var (
 	_ gateways.Adapter         = (*Adapter)(nil)
 	_ gateways.CommandProvider = (*Adapter)(nil)
 	_ gateways.RoomAdapter     = (*Adapter)(nil)
+	_ gateways.HTTPProvider    = (*Adapter)(nil)
 	_ gateways.Editor          = (*Adapter)(nil)
 	_ gateways.Replier         = (*Adapter)(nil)
 	_ gateways.Reactor         = (*Adapter)(nil)
@@ -75,7 +80,8 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Adapter{name: p.Name, domain: p.Domain, cfg: cfg, log: log, kv: p.Registrations, msgs: p.Messages}
+	a := &Adapter{name: p.Name, domain: p.Domain, cfg: cfg, log: log, kv: p.Registrations, msgs: p.Messages,
+		publicURL: strings.TrimSuffix(p.PublicURL, "/"), mount: "/" + ID + "/" + p.Name}
 	a.tr = a.newTransport()
 	if cfg.TLSCAFile != "" {
 		roots, err := loadCAFile(cfg.TLSCAFile)

@@ -56,7 +56,10 @@
 //	media (XEP-0066 URL)                m.image/m.video/m.audio/m.file: fetched (at most
 //	                                    50 MB, private addresses refused unless
 //	                                    allow_private_homeservers) and uploaded to the
-//	                                    content repository; inbound, its download URL
+//	                                    content repository; inbound, a link of the
+//	                                    gateway's (http.public_url, 7 days) fetching it
+//	                                    with the user's login, else the homeserver's
+//	                                    unauthenticated download URL
 //
 // formatted_body is not carried: XMPP gets the plain body.
 //
@@ -108,8 +111,6 @@
 //	request_timeout            every other request (default 30s)
 //	device_name                the display name of the gateway's devices
 //
-// Not yet bridged: media from Matrix
-// through the gateway's expiring links (homeservers requiring
-// authenticated media), and end-to-end encryption (encrypted rooms are
-// not readable).
+// Not yet bridged: end-to-end encryption (encrypted rooms are not
+// readable).
 package matrix

@@ -55,7 +55,14 @@ func newWorld(t *testing.T) *world {
 // adapter returns a new adapter, stopped at cleanup.
 func (w *world) adapter(t *testing.T) *matrix.Adapter {
 	t.Helper()
-	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs})
+	return w.adapterAt(t, "")
+}
+
+// adapterAt returns a new adapter whose HTTP handler is reached at
+// publicURL (http.public_url).
+func (w *world) adapterAt(t *testing.T, publicURL string) *matrix.Adapter {
+	t.Helper()
+	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs, PublicURL: publicURL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,7 +78,11 @@ func (s *session) timeline(evt *event.Event) error {
 		if ts := time.UnixMilli(evt.Timestamp); s.catchUp || time.Since(ts) > lateAfter {
 			in.Delay = ts
 		}
-		if media := s.media(m); media != nil {
+		media, err := s.media(ctx, m)
+		if err != nil {
+			return err
+		}
+		if media != nil {
 			in.Media = []gateways.Media{*media}
 		}
 		return h.Deliver(ctx, in)
@@ -183,23 +187,30 @@ func (s *session) body(m *event.MessageEventContent) string {
 	return m.Body
 }
 
-// media is the attachment of a media message, as the unauthenticated
-// download URL of the homeserver's content repository (Dendrite v0.13 has
-// no authenticated media).
-func (s *session) media(m *event.MessageEventContent) *gateways.Media {
+// media is the attachment of a media message: a link of the gateway's
+// (mediaLink) when http.public_url is set, else the homeserver's
+// unauthenticated download URL.
+func (s *session) media(ctx context.Context, m *event.MessageEventContent) (*gateways.Media, error) {
 	if m.URL == "" {
-		return nil
+		return nil, nil
 	}
 	uri, err := m.URL.Parse()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
-	md := &gateways.Media{URL: strings.TrimSuffix(s.acc.Homeserver, "/") + "/_matrix/media/v3/download/" +
-		url.PathEscape(uri.Homeserver) + "/" + url.PathEscape(uri.FileID)}
+	md := &gateways.Media{}
 	if m.Info != nil {
 		md.Type, md.Size = m.Info.MimeType, int64(m.Info.Size)
 	}
-	return md
+	if s.r.a.publicURL != "" && s.r.a.msgs != nil {
+		if md.URL, err = s.r.a.mediaLink(ctx, s.user, uri, md.Type); err != nil {
+			return nil, err
+		}
+		return md, nil
+	}
+	md.URL = strings.TrimSuffix(s.acc.Homeserver, "/") + "/_matrix/media/v3/download/" +
+		url.PathEscape(uri.Homeserver) + "/" + url.PathEscape(uri.FileID)
+	return md, nil
 }
 
 // ephemeral passes on typing and read receipts in DM rooms and in rooms

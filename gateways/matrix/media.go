@@ -2,16 +2,22 @@ package matrix
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"net/url"
 	"path"
+	"strconv"
 	"strings"
+	"time"
 
 	"maunium.net/go/mautrix"
 	"maunium.net/go/mautrix/event"
+	"maunium.net/go/mautrix/id"
 
 	"github.com/xmppgw/xmppgw/gateways"
 )
@@ -108,4 +114,114 @@ func (t target) sendMedia(ctx context.Context, m gateways.Outbound) (gateways.Se
 		sent.IDs = append(sent.IDs, string(ev))
 	}
 	return sent, nil
+}
+
+// mediaTTL is how long a media link handed to a user keeps working.
+const mediaTTL = 7 * 24 * time.Hour
+
+// mediaRecord is what a media link stands for: whose login fetches which
+// content.
+type mediaRecord struct {
+	User    string    `json:"user"`
+	Server  string    `json:"server"`
+	MediaID string    `json:"media_id"`
+	Type    string    `json:"type,omitempty"`
+	Expires time.Time `json:"exp"`
+}
+
+func (a *Adapter) mediaKey(token string) string { return a.name + ".media." + token }
+
+// mediaLink stores a content URI behind an unguessable token and returns
+// the gateway's URL for it. Homeservers may require a login to download
+// media (authenticated media); the link fetches it with the user's.
+func (a *Adapter) mediaLink(ctx context.Context, user string, uri id.ContentURI, typ string) (string, error) {
+	b := make([]byte, 16) // 128 bits
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	token := base64.RawURLEncoding.EncodeToString(b)
+	rec, _ := json.Marshal(mediaRecord{User: user, Server: uri.Homeserver, MediaID: uri.FileID, Type: typ, Expires: time.Now().Add(mediaTTL)})
+	if _, err := a.msgs.Put(ctx, a.mediaKey(token), rec); err != nil {
+		return "", fmt.Errorf("matrix: messages: %w", err)
+	}
+	name := token
+	if exts, _ := mime.ExtensionsByType(typ); len(exts) > 0 {
+		name += exts[len(exts)-1]
+	}
+	return a.publicURL + a.mount + "/media/" + name, nil
+}
+
+// HTTPHandler serves the media links (GET /matrix/<name>/media/{token}),
+// nil without http.public_url: media links then point at the homeserver.
+func (a *Adapter) HTTPHandler() http.Handler {
+	if a.publicURL == "" || a.msgs == nil {
+		return nil
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+a.mount+"/media/{token}", a.serveMedia)
+	return mux
+}
+
+// serveMedia fetches a linked medium from the homeserver with the login
+// of the user it was given to: the authenticated endpoint first, the
+// older unauthenticated one for homeservers without it.
+func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
+	const gone = "no such media, or the link expired"
+	token, _, _ := strings.Cut(r.PathValue("token"), ".")
+	e, err := a.msgs.Get(r.Context(), a.mediaKey(token))
+	if err != nil {
+		http.Error(w, gone, http.StatusNotFound)
+		return
+	}
+	var rec mediaRecord
+	if json.Unmarshal(e.Value(), &rec) != nil || time.Now().After(rec.Expires) {
+		http.Error(w, gone, http.StatusNotFound)
+		return
+	}
+	acc, ok, err := a.loadAccount(r.Context(), rec.User)
+	if err != nil || !ok {
+		http.Error(w, gone, http.StatusNotFound)
+		return
+	}
+	base := strings.TrimSuffix(acc.Homeserver, "/")
+	rel := url.PathEscape(rec.Server) + "/" + url.PathEscape(rec.MediaID)
+	var resp *http.Response
+	for _, u := range []string{base + "/_matrix/client/v1/media/download/" + rel, base + "/_matrix/media/v3/download/" + rel} {
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
+		if err != nil {
+			http.Error(w, gone, http.StatusNotFound)
+			return
+		}
+		req.Header.Set("Authorization", "Bearer "+acc.AccessToken)
+		if resp, err = a.http.Do(req); err != nil {
+			http.Error(w, "could not fetch the media from the homeserver", http.StatusBadGateway)
+			return
+		}
+		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusBadRequest {
+			break // served, or an answer that the older endpoint would not change
+		}
+		resp.Body.Close()
+		resp = nil
+	}
+	if resp == nil {
+		http.Error(w, gone, http.StatusNotFound)
+		return
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		http.Error(w, "the homeserver refused the media: "+resp.Status, http.StatusBadGateway)
+		return
+	}
+	typ := resp.Header.Get("Content-Type")
+	if typ == "" {
+		typ = rec.Type
+	}
+	if typ != "" {
+		w.Header().Set("Content-Type", typ)
+	}
+	if resp.ContentLength >= 0 {
+		w.Header().Set("Content-Length", strconv.FormatInt(resp.ContentLength, 10))
+	}
+	w.Header().Set("Cache-Control", "private, max-age=3600")
+	_, _ = io.Copy(w, resp.Body)
 }

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"maunium.net/go/mautrix"
@@ -77,5 +78,60 @@ func TestMedia(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, png) {
 		t.Errorf("GET %s: %s, %d bytes; want the image", in.Media[0].URL, resp.Status, len(body))
+	}
+}
+
+// TestMediaLinks: with http.public_url, media from Matrix reaches the
+// user as an expiring link of the gateway's, which fetches it from the
+// homeserver with the user's login; an unknown link is 404.
+func TestMediaLinks(t *testing.T) {
+	w := newWorld(t)
+	var handler http.Handler = http.NotFoundHandler()
+	public := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) { handler.ServeHTTP(rw, r) }))
+	defer public.Close()
+	a := w.adapterAt(t, public.URL)
+	if handler = a.HTTPHandler(); handler == nil {
+		t.Fatal("HTTPHandler is nil with a public URL")
+	}
+	if w.adapter(t).HTTPHandler() != nil {
+		t.Error("HTTPHandler is not nil without a public URL")
+	}
+	h := w.start(t, a)
+	ctx := ctxT(t)
+	if _, err := a.Send(ctx, gateways.Outbound{ID: "x1", Key: "k1", From: aliceFull, To: "bob%localhost", Body: "hello"}); err != nil {
+		t.Fatal(err)
+	}
+	first := w.bob.Wait(t, wait, "the first message", func(e *event.Event) bool { return e.Type == event.EventMessage })
+	up, err := w.bob.UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: png, ContentType: "image/png", FileName: "dog.png"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.bob.SendMessageEvent(ctx, first.RoomID, event.EventMessage, &event.MessageEventContent{
+		MsgType: event.MsgImage, Body: "dog.png", URL: up.ContentURI.CUString(), Info: &event.FileInfo{MimeType: "image/png", Size: len(png)},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	in := h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return len(m.Media) == 1 })
+	link := in.Media[0].URL
+	if !strings.HasPrefix(link, public.URL+"/matrix/matrix/media/") || !strings.HasSuffix(link, ".png") || strings.Contains(link, up.ContentURI.FileID) {
+		t.Errorf("media link %s: want an opaque link of the gateway's ending in .png", link)
+	}
+	c := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !bytes.Equal(body, png) || resp.Header.Get("Content-Type") != "image/png" {
+		t.Errorf("GET the link: %s %s, %d bytes; want the image", resp.Status, resp.Header.Get("Content-Type"), len(body))
+	}
+	resp, err = c.Get(public.URL + "/matrix/matrix/media/AAAAAAAAAAAAAAAAAAAAAA.png")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET an unknown link: %s, want 404", resp.Status)
 	}
 }

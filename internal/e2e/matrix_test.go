@@ -3,7 +3,9 @@ package e2e_test
 import (
 	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -36,6 +38,7 @@ bus:
   data_dir: %%DATA%%
 http:
   listen: %%HTTP%%
+  public_url: http://%%HTTP%%
 log:
   level: debug
 gateways:
@@ -331,10 +334,23 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 			t.Fatal(err)
 		}
 		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool {
-			return s.Kind == "message" && bare(s.From) == bobJID && strings.Contains(s.Raw, "jabber:x:oob") && strings.Contains(s.Raw, up.ContentURI.FileID)
+			return s.Kind == "message" && bare(s.From) == bobJID && strings.Contains(s.Raw, "jabber:x:oob")
 		})
-		if !strings.Contains(s.Raw, "/_matrix/media/v3/download/") {
-			t.Errorf("bob's image reached alice as %s, want a download URL", s.Raw)
+		var oob struct {
+			URL string `xml:"jabber:x:oob x>url"`
+		}
+		if err := xml.Unmarshal([]byte(s.Raw), &oob); err != nil || !strings.HasPrefix(oob.URL, "http://"+httpAddr+"/matrix/matrix/media/") {
+			t.Fatalf("bob's image reached alice as %s, want a media link of the gateway's", s.Raw)
+		}
+		c := &http.Client{Timeout: matrixWait, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(oob.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Equal(got, png) {
+			t.Errorf("GET %s: %s, %d bytes; want the image", oob.URL, resp.Status, len(got))
 		}
 	})
 
