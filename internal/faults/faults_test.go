@@ -3,6 +3,7 @@
 package faults_test
 
 import (
+	"cmp"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -16,7 +17,6 @@ import (
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/scenario"
-	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -31,16 +31,25 @@ type faultScenario struct {
 	name string
 	// run builds the world, starts the traffic and injects the fault.
 	run func(t *testing.T) *env
+	// settle, when set, replaces settleTimeout.
+	settle time.Duration
 }
 
 var scenarios = []faultScenario{
 	{name: "kill -9 mid-run", run: killGateway},
 	{name: "Prosody restart", run: restartProsody},
-	{name: "Twilio 20% 429 + 5% 500", run: twilioErrors},
-	{name: "Twilio answers late", run: twilioLate},
+	{name: "Twilio 20% 429 + 5% 500", run: func(t *testing.T) *env { return providerErrors(t, "twilio") }},
+	{name: "Twilio answers late", run: func(t *testing.T) *env { return providerLate(t, "twilio") }},
 	{name: "external NATS restart", run: restartNATS},
 	{name: "data disk full", run: diskFull},
 	{name: "data disk read-only", run: diskReadOnly},
+	// The same through Telnyx (adapter telnyx, issue 15).
+	// A send the kill cut before it reached Telnyx has no webhook to settle
+	// it: its sender is told the outcome is unknown telnyx.WebhookWait (2
+	// min) after the attempt.
+	{name: "Telnyx: kill -9 mid-run", run: func(t *testing.T) *env { return killGatewayOn(t, "telnyx") }, settle: 3 * time.Minute},
+	{name: "Telnyx 20% 429 + 5% 500", run: func(t *testing.T) *env { return providerErrors(t, "telnyx") }},
+	{name: "Telnyx answers late", run: func(t *testing.T) *env { return providerLate(t, "telnyx") }},
 }
 
 // TestFaults runs every scenario in turn (they share two cores: in parallel
@@ -55,7 +64,7 @@ func TestFaults(t *testing.T) {
 
 func runScenario(t *testing.T, sc faultScenario) {
 	e := sc.run(t)
-	settled := e.settle(settleTimeout)
+	settled := e.settle(cmp.Or(sc.settle, settleTimeout))
 	r := e.account()
 	r[0].scenario, r[1].scenario = sc.name, sc.name
 	note := e.describe(r)
@@ -111,8 +120,11 @@ func tableOf(r [2]row) string {
 // new process on the same data directory and HTTP port. The traffic comes
 // four times faster than the usual pace, more than the gateway stores with
 // an fsync per write, so the kill finds work in flight at every stage.
-func killGateway(t *testing.T) *env {
-	e := newEnv(t, envOptions{rate: 4 * suite.Rate()})
+func killGateway(t *testing.T) *env { return killGatewayOn(t, "twilio") }
+
+// killGatewayOn is killGateway with the sms gateway at provider.
+func killGatewayOn(t *testing.T, provider string) *env {
+	e := newEnv(t, envOptions{rate: 4 * suite.Rate(), provider: provider})
 	e.start()
 	q := e.n / 4
 	e.waitFor("a quarter of the traffic", time.Minute, func(c counts) bool { return c.outDelivered >= q && c.inReceived >= q })
@@ -152,53 +164,65 @@ func restartProsody(t *testing.T) *env {
 	return e
 }
 
-// twilioErrors: for a stretch of create calls (two fifths of the series'
-// worth) the API answers 20% 429 and 5% 500, seeded so that every run sees
-// the same sequence; then it recovers.
-func twilioErrors(t *testing.T) *env {
-	e := newEnv(t, envOptions{})
+// providerErrors: for a stretch of create calls (two fifths of the
+// series' worth) the provider answers 20% 429 and 5% 500, seeded so that
+// every run sees the same sequence; then it recovers.
+func providerErrors(t *testing.T, provider string) *env {
+	e := newEnv(t, envOptions{provider: provider})
 	e.start()
 	e.waitFor("a fifth of the outbound traffic", time.Minute, func(c counts) bool { return c.outDelivered >= e.n/5 })
-	f := flakyTwilio(e.tw, 429, e.n*2/5, func(x float64) (*twiliotest.Failure, string) {
+	f := flakyProvider(e.prov, 429, e.n*2/5, func(x float64) string {
 		switch {
 		case x < 0.20:
-			return &twiliotest.Failure{Status: 429, Code: 20429}, "429"
+			return "429"
 		case x < 0.25:
-			return &twiliotest.Failure{Status: 500, Code: 20500}, "500"
+			return "500"
 		}
-		return nil, ""
+		return ""
 	})
-	e.event("Twilio starts answering 20%% 429, 5%% 500 for %d create calls", e.n*2/5)
-	e.waitFor("the faulty stretch", 2*time.Minute, func(counts) bool { return f.done() })
-	e.tw.SetResponder(nil)
-	e.event("Twilio recovered after %s", f)
-	e.note("Twilio answered %s", f)
+	e.event("%s starts answering 20%% 429, 5%% 500 for %d create calls", e.prov.name(), e.n*2/5)
+	e.waitFor("the faulty stretch", faultyStretch, func(counts) bool { return f.done() })
+	e.prov.reset()
+	e.event("%s recovered after %s", e.prov.name(), f)
+	e.note("%s answered %s", e.prov.name(), f)
 	return e
 }
 
-// twilioLate: with request_timeout 500ms, for a stretch of create calls 3%
-// are accepted by Twilio but answered after 1 s. The gateway cannot know
-// whether they were sent; a plain retry sends them twice.
-func twilioLate(t *testing.T) *env {
-	e := newEnv(t, envOptions{timeout: 500 * time.Millisecond})
+// providerLate: with request_timeout 500ms, for a stretch of create calls
+// 3% are accepted by the provider but answered after 1 s. The gateway
+// cannot know whether they were sent; a plain retry sends them twice.
+// Twilio's list of messages settles the doubt; Telnyx's message.sent
+// webhook, which names the attempt, does.
+func providerLate(t *testing.T, provider string) *env {
+	e := newEnv(t, envOptions{timeout: 500 * time.Millisecond, provider: provider})
 	e.start()
 	e.waitFor("a fifth of the outbound traffic", time.Minute, func(c counts) bool { return c.outDelivered >= e.n/5 })
-	f := flakyTwilio(e.tw, 500, e.n*2/5, func(x float64) (*twiliotest.Failure, string) {
+	f := flakyProvider(e.prov, 500, e.n*2/5, func(x float64) string {
 		if x < 0.03 {
-			return &twiliotest.Failure{Delay: time.Second, Accept: true}, "accepted, answered after 1 s"
+			return lateAnswer
 		}
-		return nil, ""
+		return ""
 	})
-	e.event("Twilio starts accepting 3%% of creates but answering after 1 s (request_timeout 500ms), for %d create calls", e.n*2/5)
-	e.waitFor("the faulty stretch", 2*time.Minute, func(counts) bool { return f.done() })
-	e.tw.SetResponder(nil)
-	e.event("Twilio answers in time again; %s", f)
-	e.note("Twilio answered %s", f)
+	e.event("%s starts accepting 3%% of creates but answering after 1 s (request_timeout 500ms), for %d create calls", e.prov.name(), e.n*2/5)
+	e.waitFor("the faulty stretch", faultyStretch, func(counts) bool { return f.done() })
+	e.prov.reset()
+	e.event("%s answers in time again; %s", e.prov.name(), f)
+	e.note("%s answered %s", e.prov.name(), f)
 	return e
 }
 
+// faultyStretch bounds the scripted stretch of create calls. A message
+// that failed transiently holds its conversation while it waits for its
+// retry (the runner keeps a conversation's order), and the whole series is
+// one conversation, so the stretch's hundred-odd retries, each 0.5–2 s of
+// backoff, follow one another: about 2 minutes of the 800 calls.
+const faultyStretch = 4 * time.Minute
+
+// lateAnswer is the failure of providerLate: accepted, answered late.
+const lateAnswer = "accepted, answered after 1 s"
+
 // flaky scripts the next calls create calls: pick maps a seeded random
-// number to a failure (nil: answer normally) and a name to count it by.
+// number to a failure ("" answers normally), counted by its name.
 type flaky struct {
 	mu     sync.Mutex
 	rng    *rand.Rand
@@ -206,20 +230,20 @@ type flaky struct {
 	counts map[string]int
 }
 
-func flakyTwilio(tw *twiliotest.Server, seed uint64, calls int, pick func(float64) (*twiliotest.Failure, string)) *flaky {
+func flakyProvider(p provider, seed uint64, calls int, pick func(float64) string) *flaky {
 	f := &flaky{rng: rand.New(rand.NewPCG(seed, seed)), left: calls, counts: map[string]int{}}
-	tw.SetResponder(func(twiliotest.CreateRequest) *twiliotest.Failure {
+	p.script(func() string {
 		f.mu.Lock()
 		defer f.mu.Unlock()
 		if f.left == 0 {
-			return nil
+			return ""
 		}
 		f.left--
-		fail, name := pick(f.rng.Float64())
-		if fail != nil {
+		name := pick(f.rng.Float64())
+		if name != "" {
 			f.counts[name]++
 		}
-		return fail
+		return name
 	})
 	return f
 }

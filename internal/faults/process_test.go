@@ -31,10 +31,10 @@ type gateway struct {
 
 // gatewayOptions shape the configuration.
 type gatewayOptions struct {
-	componentAddr  string // where the component connects (the tap)
-	apiURL         string // fake Twilio
-	dataDir        string // bus.data_dir (embedded NATS)
-	busURL         string // bus.url (external NATS) instead
+	componentAddr  string   // where the component connects (the tap)
+	provider       provider // the fake SMS provider
+	dataDir        string   // bus.data_dir (embedded NATS)
+	busURL         string   // bus.url (external NATS) instead
 	requestTimeout time.Duration
 }
 
@@ -57,15 +57,16 @@ func startGateway(t *testing.T, dir string, o gatewayOptions) *gateway {
 // gatewayConfig is the one process of a scenario in every role: the sms
 // gateway alone, its own webhook URL as public_url.
 func gatewayConfig(httpAddr string, o gatewayOptions) scenario.Config {
-	return scenario.Config{
+	c := scenario.Config{
 		XMPPServer:     o.componentAddr,
 		BusURL:         o.busURL,
 		BusDataDir:     o.dataDir,
 		Listen:         httpAddr,
 		PublicURL:      "http://" + httpAddr,
-		TwilioAPI:      o.apiURL,
 		RequestTimeout: o.requestTimeout,
 	}
+	o.provider.config(&c)
+	return c
 }
 
 func (g *gateway) get(path string) (int, string, error) { return scenario.Get(g.url + path) }

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -16,7 +15,6 @@ import (
 
 	"github.com/xmppgw/xmppgw/internal/proctest"
 	"github.com/xmppgw/xmppgw/internal/scenario"
-	"github.com/xmppgw/xmppgw/internal/twiliotest"
 	"github.com/xmppgw/xmppgw/internal/xmpptest"
 )
 
@@ -30,10 +28,10 @@ type env struct {
 	dir   string
 	began time.Time
 
-	srv *xmpptest.Server
-	tap *proctest.Tap
-	tw  *twiliotest.Server
-	gw  *gateway
+	srv  *xmpptest.Server
+	tap  *proctest.Tap
+	prov provider
+	gw   *gateway
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -79,6 +77,8 @@ type envOptions struct {
 	dataDir string  // bus.data_dir; default a directory in t.TempDir()
 	busURL  string  // external NATS instead of the embedded server
 	timeout time.Duration
+	// provider is "twilio" (default) or "telnyx".
+	provider string
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -101,13 +101,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 		Offline:    o.offline,
 	})
 	e.tap = proctest.StartTap(t, e.srv.ComponentAddr())
-	e.tw = twiliotest.Start(t, scenario.AccountSID, scenario.AuthToken)
+	e.prov = newProvider(t, o.provider)
 	if o.dataDir == "" {
 		o.dataDir = filepath.Join(e.dir, "data")
 	}
 	e.gw = startGateway(t, e.dir, gatewayOptions{
 		componentAddr:  e.tap.Addr(),
-		apiURL:         e.tw.URL,
+		provider:       e.prov,
 		dataDir:        o.dataDir,
 		busURL:         o.busURL,
 		requestTimeout: o.timeout,
@@ -123,7 +123,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	return e
 }
 
-func (e *env) webhookURL() string { return e.gw.url + scenario.WebhookPath }
+func (e *env) webhookURL() string { return e.gw.url + e.prov.webhookPath() }
 
 func (e *env) addSession(c *xmpptest.Client) {
 	e.mu.Lock()
@@ -190,7 +190,7 @@ func (e *env) postInbound() {
 		if !scenario.Due(e.ctx, e.began, e.rate, i) {
 			return
 		}
-		if !scenario.PostWebhook(e.ctx, e.tw, url, i, func(ok bool, answer string) {
+		if !e.prov.post(e.ctx, url, i, func(ok bool, answer string) {
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			e.inbound.Answer(i, ok, answer)
@@ -231,7 +231,7 @@ func (e *env) refresh() counts {
 	for _, n := range e.inbound.Status {
 		c.inRefused += n
 	}
-	copies := e.twilioCopies()
+	copies := e.providerCopies()
 	for k := 1; k <= e.n; k++ {
 		c.outCopies += copies[k]
 		if copies[k] > 0 {
@@ -243,8 +243,8 @@ func (e *env) refresh() counts {
 	return c
 }
 
-// twilioCopies counts the messages the fake Twilio accepted, per number.
-func (e *env) twilioCopies() []int { return scenario.TwilioCopies(e.tw.Messages(), e.n) }
+// providerCopies counts the messages the fake provider accepted, per number.
+func (e *env) providerCopies() []int { return scenario.Copies(texts(e.prov), e.n) }
 
 // probe sends one fresh message each way, outside the numbered series (it
 // is not counted), and waits until both arrived: alice's at Twilio, the
@@ -260,10 +260,8 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 	defer cancel()
 	go func() {
 		url := e.webhookURL()
-		params := e.tw.InboundSMS(scenario.Friend, scenario.AliceNumber, id)
-		sig := twiliotest.Sign(scenario.AuthToken, url, params)
 		for ctx.Err() == nil {
-			if status, _, err := twiliotest.PostForm(ctx, url, sig, params); err == nil && status == http.StatusOK {
+			if e.prov.postOnce(ctx, url, id) {
 				return
 			}
 			t := time.NewTimer(100 * time.Millisecond)
@@ -279,7 +277,7 @@ func (e *env) probe(timeout time.Duration) (out, in bool) {
 	resent := 0
 	proctest.Poll(timeout, 50*time.Millisecond, func() bool {
 		if !out {
-			out = slices.ContainsFunc(e.tw.Messages(), func(m twiliotest.Message) bool { return m.Body == id })
+			out = slices.Contains(texts(e.prov), id)
 		}
 		if !out {
 			errs := 0
@@ -383,7 +381,7 @@ func (e *env) account() [2]row {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	tap := e.tap.Snapshot()
-	copies := e.twilioCopies()
+	copies := e.providerCopies()
 
 	// Outbound.
 	out := row{dir: "out"}
@@ -398,7 +396,7 @@ func (e *env) account() [2]row {
 			}
 		}
 	}
-	out.outOfOrder = scenario.OutOfOrder(scenario.TwilioOrder(e.tw.Messages(), e.n))
+	out.outOfOrder = scenario.OutOfOrder(scenario.Order(texts(e.prov), e.n))
 	// Messages the gateway says it could neither store nor answer because
 	// its stream had closed (it read them after sending its own
 	// </stream:stream>, with the store refusing writes).
@@ -458,7 +456,7 @@ func (e *env) account() [2]row {
 			}
 		}
 	}
-	out.retries = e.tw.Requests() - out.delivered
+	out.retries = e.prov.requests() - out.delivered
 
 	// Inbound.
 	in := row{dir: "in", sent: e.n}
@@ -559,7 +557,7 @@ func (e *env) describe(r [2]row) string {
 	}
 	if r[0].reportedButDelivered > 0 {
 		var parts []string
-		copies := e.twilioCopies()
+		copies := e.providerCopies()
 		for k := 1; k <= e.n; k++ {
 			if e.outErr[k] != "" && copies[k] > 0 {
 				parts = append(parts, scenario.Out.ID(k)+" ("+e.outErr[k]+")")
@@ -577,9 +575,9 @@ func (e *env) describe(r [2]row) string {
 // when each copy was created, relative to the start of the traffic.
 func (e *env) duplicatesLocked() string {
 	created := map[int][]string{}
-	for _, m := range e.tw.Messages() {
-		if k := scenario.Out.Number(m.Body); k > 0 {
-			created[k] = append(created[k], fmt.Sprintf("%.2fs", m.Created.Sub(e.began).Seconds()))
+	for _, m := range e.prov.accepted() {
+		if k := scenario.Out.Number(m.text); k > 0 {
+			created[k] = append(created[k], fmt.Sprintf("%.2fs", m.created.Sub(e.began).Seconds()))
 		}
 	}
 	var parts []string
