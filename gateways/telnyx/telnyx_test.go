@@ -121,6 +121,8 @@ func TestConformance(t *testing.T) {
 		},
 		Contact: "+15551234567",
 		Invalid: "not-a-number",
+		// A group text with the pool number the user is given.
+		Room: poolNumber + ",+15551234567,+15551234568",
 		Prepare: func(t *testing.T, a gateways.Adapter) {
 			if _, err := a.(gateways.RegistrarProvider).Registrar().Register(t.Context(), gateways.BareJID(gatewaytest.DefaultUser)); err != nil {
 				t.Fatal(err)
