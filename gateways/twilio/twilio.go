@@ -10,7 +10,12 @@
 //
 // Twilio cannot send a group MMS: its Messages API takes one To. A group
 // text from a user whose number is at Twilio is refused, not fanned out
-// as separate texts (which would not be a group on the phones).
+// as separate texts (which would not be a group on the phones). The
+// adapter declares rooms (Capabilities.Rooms) for that refusal alone: a
+// group's room (numbers joined with commas) is then known for what it is,
+// and joining it or writing to it is answered feature-not-implemented with
+// the reason, where a gateway without rooms could only call the address
+// malformed. The price: the domain's disco#info lists the MUC feature.
 package twilio
 
 import (
