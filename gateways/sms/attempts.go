@@ -182,7 +182,8 @@ func (g *Gateway) recordSent(ctx context.Context, p Provider, sr sentRecord, id 
 // settle ties a provider callback that carries an attempt's token to that
 // attempt: the attempt reached the provider as id. A later delivery of the
 // message then finds it sent (alreadySent) without asking the provider.
-func (g *Gateway) settle(ctx context.Context, p Provider, token, id string) error {
+func (g *Gateway) settle(ctx context.Context, p Provider, s StatusReport) error {
+	token, id := s.Attempt, s.ID
 	if token == "" || strings.ContainsAny(token, ".*> ") {
 		return nil
 	}
@@ -196,6 +197,10 @@ func (g *Gateway) settle(ctx context.Context, p Provider, token, id string) erro
 	}
 	var rec attempt
 	if json.Unmarshal(e.Value(), &rec) != nil || rec.SID != "" {
+		return nil
+	}
+	if s.From != "" && (s.From != rec.From || s.Text != rec.Body) {
+		g.log.Warn("a delivery report names an attempt of another message; not taken as its outcome", "sid", id, "attempt", token)
 		return nil
 	}
 	rec.SID = id

@@ -27,6 +27,12 @@ type StatusReport struct {
 	Attempt string
 	// Recipient, for a group text, is the number the report is about.
 	Recipient string
+	// From and Text, when the report carries them, are the message's
+	// sender and text: an Attempt is settled only by a report of the
+	// message it sent (a token in a URL is not covered by a provider's
+	// signature; a genuine report replayed under another attempt's token
+	// must not settle that one).
+	From, Text string
 }
 
 // Status applies a delivery report: a receipt for a delivered message
@@ -41,7 +47,7 @@ func (g *Gateway) Status(ctx context.Context, p Provider, s StatusReport) error 
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if s.Attempt != "" {
-		if err := g.settle(ctx, p, s.Attempt, s.ID); err != nil {
+		if err := g.settle(ctx, p, s); err != nil {
 			return fmt.Errorf("settling the attempt: %w", err)
 		}
 	}

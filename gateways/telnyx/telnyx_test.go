@@ -513,3 +513,39 @@ func TestGroupText(t *testing.T) {
 		t.Errorf("correction sent as %+v", fix)
 	}
 }
+
+// TestSettleNeedsItsOwnMessage: the attempt token in webhook_url is not
+// covered by Telnyx's signature, so a genuine event of another message
+// posted under an attempt's token (a replay within the tolerance) does not
+// settle that attempt; the event of its own message does.
+func TestSettleNeedsItsOwnMessage(t *testing.T) {
+	e := start(t, 300*time.Millisecond)
+	if _, err := e.a.Send(t.Context(), outbound("a", "message A")); err != nil {
+		t.Fatal(err)
+	}
+	e.tx.FailNext(telnyxtest.Failure{Accept: true, Delay: time.Second})
+	b := outbound("b", "message B")
+	if _, err := e.a.Send(t.Context(), b); err == nil {
+		t.Fatal("B's first attempt succeeded")
+	}
+	msgs := e.tx.WaitMessages(t, 2, 5*time.Second)
+	hookB := msgs[1].WebhookURL
+	if code, _ := e.tx.PostWebhook(t, hookB, e.tx.Sent(msgs[0])); code != 200 {
+		t.Fatalf("webhook answered %d", code)
+	}
+	b.Attempt = 2
+	if _, err := e.a.Send(t.Context(), b); err == nil {
+		t.Fatal("A's event settled B's attempt")
+	}
+	if code, _ := e.tx.PostWebhook(t, hookB, e.tx.Sent(msgs[1])); code != 200 {
+		t.Fatalf("webhook answered %d", code)
+	}
+	b.Attempt = 3
+	sent, err := e.a.Send(t.Context(), b)
+	if err != nil || len(sent.IDs) != 1 || sent.IDs[0] != msgs[1].ID {
+		t.Fatalf("after B's own event: %+v, %v; want B's id", sent, err)
+	}
+	if e.tx.Requests() != 2 {
+		t.Errorf("%d create calls, want 2", e.tx.Requests())
+	}
+}

@@ -128,7 +128,7 @@ func (t *Provider) webhook(w http.ResponseWriter, r *http.Request) {
 // each recipient whose status is final a receipt or an error.
 func (t *Provider) status(r *http.Request, p Message) error {
 	attempt := r.URL.Query().Get("attempt")
-	report := sms.StatusReport{ID: p.ID, Attempt: attempt}
+	report := sms.StatusReport{ID: p.ID, Attempt: attempt, From: p.From.PhoneNumber, Text: p.Text}
 	code := ""
 	if len(p.Errors) > 0 {
 		code = p.Errors[0].Code
