@@ -68,8 +68,8 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bus/
 	$(GO) test -run XXX -fuzz '^FuzzOutbound$$' -fuzztime $(FUZZTIME) ./component/
 	$(GO) test -run XXX -fuzz '^FuzzEscape$$' -fuzztime $(FUZZTIME) ./component/
-	$(GO) test -run XXX -fuzz '^FuzzTranslateAddress$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
-	$(GO) test -run XXX -fuzz '^FuzzSegments$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
+	$(GO) test -run XXX -fuzz '^FuzzTranslateAddress$$' -fuzztime $(FUZZTIME) ./gateways/sms/
+	$(GO) test -run XXX -fuzz '^FuzzSegments$$' -fuzztime $(FUZZTIME) ./gateways/sms/
 	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
 	$(GO) test -run XXX -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 	$(GO) test -run XXX -fuzz '^FuzzSplitText$$' -fuzztime $(FUZZTIME) ./gateways/irc/
