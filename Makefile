@@ -71,6 +71,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzTranslateAddress$$' -fuzztime $(FUZZTIME) ./gateways/sms/
 	$(GO) test -run XXX -fuzz '^FuzzSegments$$' -fuzztime $(FUZZTIME) ./gateways/sms/
 	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/twilio/
+	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/telnyx/
 	$(GO) test -run XXX -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 	$(GO) test -run XXX -fuzz '^FuzzSplitText$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 
