@@ -165,7 +165,13 @@ func (s *session) loop() {
 			err = s.handle(resp, since == "")
 		}
 		if err == nil && resp.NextBatch != "" && resp.NextBatch != since {
-			if _, perr := a.kv.Put(s.ctx, a.sinceKey(s.user), []byte(resp.NextBatch)); perr != nil {
+			// Stored even while stopping: the batch was handed over, and a
+			// stop that raced this write would hand it over again after
+			// a restart (dedup on the bus lasts only its window).
+			pctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), 5*time.Second)
+			_, perr := a.kv.Put(pctx, a.sinceKey(s.user), []byte(resp.NextBatch))
+			cancel()
+			if perr != nil {
 				err = fmt.Errorf("storing the sync token: %w", perr)
 			} else {
 				since = resp.NextBatch
