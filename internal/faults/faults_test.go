@@ -213,10 +213,11 @@ func providerLate(t *testing.T, provider string) *env {
 
 // faultyStretch bounds the scripted stretch of create calls. A message
 // that failed transiently holds its conversation while it waits for its
-// retry (the runner keeps a conversation's order), and the whole series is
-// one conversation, so the stretch's hundred-odd retries, each 0.5–2 s of
-// backoff, follow one another: about 2 minutes of the 800 calls.
-const faultyStretch = 4 * time.Minute
+// retry (the runner keeps a conversation's order); the series goes to 8
+// conversations (scenario.OutboundTo), so the stretch's hundred-odd
+// retries, each 0.5–2 s of backoff, wait in 8 lines: about 25 s of the
+// 800 calls (one conversation took about 3 minutes).
+const faultyStretch = 2 * time.Minute
 
 // lateAnswer is the failure of providerLate: accepted, answered late.
 const lateAnswer = "accepted, answered after 1 s"

@@ -155,7 +155,7 @@ func (e *env) sendOutbound() {
 		if !scenario.Due(e.ctx, e.began, e.rate, i) {
 			return
 		}
-		stanza := scenario.Chat(scenario.FriendJID, scenario.Out.ID(i))
+		stanza := scenario.Chat(scenario.OutboundTo(i), scenario.Out.ID(i))
 		for {
 			e.mu.Lock()
 			idx, s, relogin := len(e.sessions), e.sessions[len(e.sessions)-1], e.relogin
@@ -396,7 +396,7 @@ func (e *env) account() [2]row {
 			}
 		}
 	}
-	out.outOfOrder = scenario.OutOfOrder(scenario.Order(texts(e.prov), e.n))
+	out.outOfOrder = scenario.OutOfOrderPerConversation(scenario.Order(texts(e.prov), e.n))
 	// Messages the gateway says it could neither store nor answer because
 	// its stream had closed (it read them after sending its own
 	// </stream:stream>, with the store refusing writes).

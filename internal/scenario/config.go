@@ -22,6 +22,11 @@ const (
 	AliceNumber = "+15550009999"
 	Friend      = "+15551230001"
 	FriendJID   = Friend + "@" + SMSDomain
+	// Conversations is how many friends the fault suite's outbound series
+	// goes to, round robin (OutboundTo): a message waiting for its retry
+	// holds its own conversation only, as a gateway with many users sees
+	// it; one conversation would make every retry wait for the one before.
+	Conversations = 8
 	// WebhookPath is where the sms gateway of a Config takes Twilio's
 	// webhooks, below its http.public_url.
 	WebhookPath = "/twilio/sms/sms"
@@ -180,4 +185,10 @@ func SumMetric(exposition, name string, labels ...string) (sum float64, samples 
 		samples++
 	}
 	return sum, samples, true
+}
+
+// OutboundTo is the JID message i of the Out series goes to: friend
+// 1 + i mod Conversations (Friend is friend 1).
+func OutboundTo(i int) string {
+	return fmt.Sprintf("+1555123%04d@%s", 1+i%Conversations, SMSDomain)
 }

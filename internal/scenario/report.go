@@ -65,6 +65,20 @@ func OutOfOrder(arrivals []int) int {
 	return n
 }
 
+// OutOfOrderPerConversation is OutOfOrder within each conversation of the
+// Out series (OutboundTo): order is kept per conversation, not across them.
+func OutOfOrderPerConversation(arrivals []int) int {
+	by := make([][]int, Conversations)
+	for _, k := range arrivals {
+		by[k%Conversations] = append(by[k%Conversations], k)
+	}
+	n := 0
+	for _, a := range by {
+		n += OutOfOrder(a)
+	}
+	return n
+}
+
 // Short shows message numbers, the first 12 of a longer list.
 func Short(ids []int) string {
 	if len(ids) <= 12 {

@@ -164,6 +164,17 @@ func TestReportHelpers(t *testing.T) {
 	if got := scenario.OutOfOrder([]int{1, 3, 2, 4, 2, 5}); got != 2 {
 		t.Errorf("OutOfOrder = %d, want 2", got)
 	}
+	// 8 overtaking 1 is two conversations (8 mod 8 and 1 mod 8): in order;
+	// 17 after 9 is one conversation in order; 9 after 17 would not be.
+	if got := scenario.OutOfOrderPerConversation([]int{8, 1, 9, 16, 17, 2}); got != 0 {
+		t.Errorf("OutOfOrderPerConversation = %d, want 0", got)
+	}
+	if got := scenario.OutOfOrderPerConversation([]int{1, 17, 9, 2}); got != 1 {
+		t.Errorf("OutOfOrderPerConversation = %d, want 1", got)
+	}
+	if a, b := scenario.OutboundTo(1), scenario.OutboundTo(9); a != b || a != "+15551230002@"+scenario.SMSDomain {
+		t.Errorf("OutboundTo(1), (9) = %q, %q: want one friend for both", a, b)
+	}
 	if got := scenario.Short([]int{1, 2, 3}); got != "[1 2 3]" {
 		t.Errorf("Short = %q", got)
 	}
