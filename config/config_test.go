@@ -638,7 +638,7 @@ func TestLoadErrors(t *testing.T) {
 		},
 		{
 			name: "unknown external feature",
-			in: input{yaml: "gateways:\n  ext:\n    domain: ext.localhost\n    secret: s\n    adapter: external\n    external:\n      type: sms\n      features: [reactions, stickers]\nbus:\n  listen: 127.0.0.1:4222\n"},
+			in:   input{yaml: "gateways:\n  ext:\n    domain: ext.localhost\n    secret: s\n    adapter: external\n    external:\n      type: sms\n      features: [reactions, stickers]\nbus:\n  listen: 127.0.0.1:4222\n"},
 			want: []string{`gateways.ext.external.features.1: unknown feature "stickers" (known: corrections, replies, reactions, retractions, markers, typing)`},
 		},
 		{
