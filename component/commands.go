@@ -5,7 +5,6 @@ import (
 	"encoding/xml"
 	"fmt"
 	"maps"
-	"mellium.im/xmpp/stanza"
 	"slices"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/nats-io/nuid"
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 )
 
 // Multi-stage command sessions live this long, and at most this many at once.

@@ -5,10 +5,11 @@ import (
 	"crypto/sha1" // #nosec G505 -- XEP-0115 defines the verification string with SHA-1; it is an identifier, not a secret
 	"encoding/base64"
 	"encoding/xml"
-	"mellium.im/xmpp/stanza"
 	"slices"
 	"sort"
 	"strings"
+
+	"mellium.im/xmpp/stanza"
 )
 
 // XEP-0030 service discovery and XEP-0115 entity capabilities, built from

@@ -3,6 +3,7 @@ package component
 import (
 	"context"
 	"encoding/xml"
+
 	"mellium.im/xmpp/stanza"
 )
 

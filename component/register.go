@@ -3,9 +3,10 @@ package component
 import (
 	"context"
 	"encoding/xml"
-	"mellium.im/xmpp/stanza"
 	"strings"
 	"time"
+
+	"mellium.im/xmpp/stanza"
 )
 
 // registrarTimeout bounds one Registrar call. The stream reads nothing else
