@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -82,7 +83,15 @@ func (g *Gateway) Receive(ctx context.Context, p Provider, r Received) error {
 		in.Media = append(in.Media, gateways.Media{URL: link, Type: md.Type})
 	}
 	if len(r.To) > 1 {
-		return g.receiveGroupAll(ctx, h, r, in)
+		// A group's room is named by its numbers: one that is not a
+		// phone number (a malformed event) cannot make one, and failing
+		// half-way would store the invitation and answer an error. It
+		// reaches the user as a direct text instead.
+		bad := slices.IndexFunc(append([]string{r.From}, r.To...), func(n string) bool { return !E164.MatchString(n) })
+		if bad < 0 {
+			return g.receiveGroupAll(ctx, h, r, in)
+		}
+		g.log.Warn("inbound group text with a member that is not a phone number; delivered as a direct text", "sid", r.ID)
 	}
 	store, what := func() error { return h.Deliver(ctx, in) }, "message"
 	// An MMS is never a reaction: a phone renders those as text alone.
