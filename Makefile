@@ -74,6 +74,7 @@ fuzz:
 	$(GO) test -run XXX -fuzz '^FuzzWebhook$$' -fuzztime $(FUZZTIME) ./gateways/telnyx/
 	$(GO) test -run XXX -fuzz '^FuzzParseMessage$$' -fuzztime $(FUZZTIME) ./gateways/irc/
 	$(GO) test -run XXX -fuzz '^FuzzSplitText$$' -fuzztime $(FUZZTIME) ./gateways/irc/
+	$(GO) test -run XXX -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./gateways/internal/tapback/
 
 # govulncheck against the Go vulnerability database (GOVULNDB, default
 # vuln.go.dev). Prints "NOT RUN" and succeeds when the database cannot be
