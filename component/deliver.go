@@ -119,8 +119,8 @@ func (c *Component) deliver(sess *xmpp.Session, ended *atomic.Bool, msg jetstrea
 		// Written, but the store failed before it recorded that: once it
 		// is repaired the message may come back and be written again,
 		// with the same stanza id (clients that keep ids drop it).
-		c.log.Warn("inbound message written as the store failed; it may be delivered again after the repair, with the same stanza ids",
-			"id", e.ID, "err", fault)
+		c.log.Warn("inbound message written as the store failed; it may be delivered again after the repair, with the same stanza id",
+			"id", e.ID, "stanza_id", firstStanzaID(e), "err", fault)
 	}
 	if e.Kind == bus.KindMessage {
 		c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Sent)
@@ -253,6 +253,26 @@ func (c *Component) answerUnknown(e *bus.Envelope, msg jetstream.Msg) {
 	}
 	c.o.Metrics.Message(c.o.Name, metrics.In, metrics.Failed)
 	_ = msg.Term()
+}
+
+// firstStanzaID is the id of the first stanza written for e, the one a
+// repeat of it is recognised by (messageStanzas).
+func firstStanzaID(e *bus.Envelope) string {
+	m := e.Message
+	if m == nil {
+		return stanzaID(e.ID, 0)
+	}
+	part := 0
+	if m.Body == "" && m.Subject == nil && len(m.Media) > 0 {
+		part = 1 // no text: the first media item comes first
+	}
+	switch {
+	case part == 0 && m.OriginID != "":
+		return m.OriginID
+	case m.ID != "":
+		return bus.NetworkStanzaID(m.ID, part)
+	}
+	return stanzaID(e.ID, part)
 }
 
 // eventFrom is the type and sender of an event: in a room, from the
