@@ -3,6 +3,7 @@
 package faults_test
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -24,6 +25,7 @@ import (
 type env struct {
 	t     *testing.T
 	n     int
+	conv  int // conversations of the outbound series
 	rate  float64
 	dir   string
 	began time.Time
@@ -79,6 +81,9 @@ type envOptions struct {
 	timeout time.Duration
 	// provider is "twilio" (default) or "telnyx".
 	provider string
+	// conversations the outbound series is spread over; default
+	// scenario.Conversations.
+	conversations int
 }
 
 func newEnv(t *testing.T, o envOptions) *env {
@@ -91,6 +96,7 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if o.rate > 0 {
 		e.rate = o.rate
 	}
+	e.conv = cmp.Or(o.conversations, scenario.Conversations)
 	e.outOn = make([]int, e.n+1)
 	e.outErr = make([]string, e.n+1)
 	e.inbound = scenario.NewInbound(e.n)
@@ -155,7 +161,7 @@ func (e *env) sendOutbound() {
 		if !scenario.Due(e.ctx, e.began, e.rate, i) {
 			return
 		}
-		stanza := scenario.Chat(scenario.OutboundTo(i), scenario.Out.ID(i))
+		stanza := scenario.Chat(scenario.OutboundToOf(i, e.conv), scenario.Out.ID(i))
 		for {
 			e.mu.Lock()
 			idx, s, relogin := len(e.sessions), e.sessions[len(e.sessions)-1], e.relogin
@@ -396,7 +402,7 @@ func (e *env) account() [2]row {
 			}
 		}
 	}
-	out.outOfOrder = scenario.OutOfOrderPerConversation(scenario.Order(texts(e.prov), e.n))
+	out.outOfOrder = scenario.OutOfOrderOver(scenario.Order(texts(e.prov), e.n), e.conv)
 	// Messages the gateway says it could neither store nor answer because
 	// its stream had closed (it read them after sending its own
 	// </stream:stream>, with the store refusing writes).

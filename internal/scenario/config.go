@@ -189,6 +189,9 @@ func SumMetric(exposition, name string, labels ...string) (sum float64, samples 
 
 // OutboundTo is the JID message i of the Out series goes to: friend
 // 1 + i mod Conversations (Friend is friend 1).
-func OutboundTo(i int) string {
-	return fmt.Sprintf("+1555123%04d@%s", 1+i%Conversations, SMSDomain)
+func OutboundTo(i int) string { return OutboundToOf(i, Conversations) }
+
+// OutboundToOf is OutboundTo over n conversations (n = 1: all to Friend).
+func OutboundToOf(i, n int) string {
+	return fmt.Sprintf("+1555123%04d@%s", 1+i%n, SMSDomain)
 }

@@ -68,15 +68,20 @@ func OutOfOrder(arrivals []int) int {
 // OutOfOrderPerConversation is OutOfOrder within each conversation of the
 // Out series (OutboundTo): order is kept per conversation, not across them.
 func OutOfOrderPerConversation(arrivals []int) int {
-	by := make([][]int, Conversations)
+	return OutOfOrderOver(arrivals, Conversations)
+}
+
+// OutOfOrderOver is OutOfOrderPerConversation over n conversations.
+func OutOfOrderOver(arrivals []int, n int) int {
+	by := make([][]int, n)
 	for _, k := range arrivals {
-		by[k%Conversations] = append(by[k%Conversations], k)
+		by[k%n] = append(by[k%n], k)
 	}
-	n := 0
+	total := 0
 	for _, a := range by {
-		n += OutOfOrder(a)
+		total += OutOfOrder(a)
 	}
-	return n
+	return total
 }
 
 // Short shows message numbers, the first 12 of a longer list.
