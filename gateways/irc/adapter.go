@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/tlsca"
 )
 
 // ID is the adapter's name in configuration.
@@ -95,7 +96,7 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 		if cfg.TLSCAFile != "" {
 			// Validate read it too; this is the copy the connections use,
 			// so that a file changed later cannot change them.
-			roots, err := loadCAFile(cfg.TLSCAFile)
+			roots, err := tlsca.Load(cfg.TLSCAFile)
 			if err != nil {
 				return nil, fmt.Errorf("tls_ca_file: %w", err)
 			}

@@ -1,15 +1,14 @@
 package irc
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/xmppgw/xmppgw/internal/tlsca"
 )
 
 // Config is the gateways.<name>.irc block.
@@ -95,7 +94,7 @@ func (c *Config) Validate() error {
 		case c.TLSInsecureSkipVerify:
 			bad("tls_ca_file", "contradicts tls_insecure_skip_verify, which accepts any certificate: set one of them")
 		default:
-			if _, err := loadCAFile(c.TLSCAFile); err != nil {
+			if _, err := tlsca.Load(c.TLSCAFile); err != nil {
 				bad("tls_ca_file", "%v", err)
 			}
 		}
@@ -125,36 +124,4 @@ func (c *Config) Validate() error {
 		bad("ping_timeout", "must be at least 100ms, not %s", c.PingTimeout)
 	}
 	return errors.Join(errs...)
-}
-
-// loadCAFile reads a PEM file of CA certificates. Blocks other than
-// certificates are skipped; a certificate that does not parse is an
-// error, and so is a file without one.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err // names the path
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		n++
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n, err)
-		}
-		pool.AddCert(cert)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path)
-	}
-	return pool, nil
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nuid"
 
 	"github.com/xmppgw/xmppgw/gateways"
+	"github.com/xmppgw/xmppgw/internal/tlsca"
 )
 
 // ID is the adapter's name in configuration.
@@ -84,7 +85,7 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 		publicURL: strings.TrimSuffix(p.PublicURL, "/"), mount: "/" + ID + "/" + p.Name}
 	a.tr = a.newTransport()
 	if cfg.TLSCAFile != "" {
-		roots, err := loadCAFile(cfg.TLSCAFile)
+		roots, err := tlsca.Load(cfg.TLSCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("tls_ca_file: %w", err)
 		}

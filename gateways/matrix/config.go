@@ -1,13 +1,12 @@
 package matrix
 
 import (
-	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/xmppgw/xmppgw/internal/tlsca"
 )
 
 // Config is the gateways.<name>.matrix block.
@@ -58,7 +57,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.TLSCAFile != "" {
-		if _, err := loadCAFile(c.TLSCAFile); err != nil {
+		if _, err := tlsca.Load(c.TLSCAFile); err != nil {
 			bad("tls_ca_file", "%v", err)
 		}
 	}
@@ -69,34 +68,4 @@ func (c *Config) Validate() error {
 		bad("request_timeout", "must be at least 100ms, not %s", c.RequestTimeout)
 	}
 	return errors.Join(errs...)
-}
-
-// loadCAFile reads a PEM file of CA certificates.
-func loadCAFile(path string) (*x509.CertPool, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	n := 0
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		n++
-		cert, err := x509.ParseCertificate(b.Bytes)
-		if err != nil {
-			return nil, fmt.Errorf("%s: certificate %d: %w", path, n, err)
-		}
-		pool.AddCert(cert)
-	}
-	if n == 0 {
-		return nil, fmt.Errorf("%s holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path)
-	}
-	return pool, nil
 }
