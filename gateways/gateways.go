@@ -242,6 +242,10 @@ type Params struct {
 	// MaxConcurrency is how many Send calls may run at once (the runner
 	// never exceeds it); size connection pools to it. 0 when unknown.
 	MaxConcurrency int
+	// DataDir is the process's data directory (bus.data_dir), where an
+	// adapter may keep files of its own in a subdirectory named after it;
+	// empty when the process has none (an external bus).
+	DataDir string
 }
 
 // Optional capabilities, found by type assertion on an Adapter.

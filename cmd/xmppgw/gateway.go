@@ -186,7 +186,7 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			// Constructed in every role (no side effects): the component
 			// asks it for its registrar, translator and rooms.
 			adapter, err = info.New(gateways.Params{
-				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: glog,
+				Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, DataDir: cfg.Bus.DataDir, Logger: glog,
 				Registrations: registrations, Messages: messages, MaxConcurrency: g.MaxConcurrency, Metrics: m,
 			})
 			if err != nil {

@@ -153,7 +153,7 @@ func checkAdapters(cfg *config.Config) error {
 			continue // runs elsewhere; config checked its block
 		}
 		info, _ := gateways.Lookup(g.Adapter)
-		if _, err := info.New(gateways.Params{Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, Logger: slog.New(slog.DiscardHandler)}); err != nil {
+		if _, err := info.New(gateways.Params{Name: name, Domain: g.Domain, Config: g.AdapterConfig, PublicURL: cfg.HTTP.PublicURL, DataDir: cfg.Bus.DataDir, Logger: slog.New(slog.DiscardHandler)}); err != nil {
 			errs = append(errs, fmt.Errorf("gateways.%s.%s: %w", name, g.Adapter, err))
 		}
 	}

@@ -123,7 +123,7 @@ fi
 say "Prosody is running (pid $PROSODY_PID, log $DIR/prosody.log)"
 
 say "building the gateway"
-(cd "$ROOT" && go build -o "$DIR/xmppgw" ./cmd/xmppgw)
+(cd "$ROOT" && go build -tags goolm -o "$DIR/xmppgw" ./cmd/xmppgw)
 
 cat >&2 <<EOF
 

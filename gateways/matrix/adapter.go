@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -38,10 +39,11 @@ const hostTimeout = 30 * time.Second
 
 // Adapter is the Matrix network: one Matrix client (device) per user.
 type Adapter struct {
-	name   string
-	domain string
-	cfg    *Config
-	log    *slog.Logger
+	name      string
+	domain    string
+	cfg       *Config
+	log       *slog.Logger
+	cryptoDir string // where devices' encryption state is kept (crypto_dir)
 	// publicURL and mount: where the media links handed to users are
 	// served (http.public_url, /matrix/<name>); no links without it.
 	publicURL, mount string
@@ -83,6 +85,13 @@ func New(p gateways.Params) (gateways.Adapter, error) {
 	}
 	a := &Adapter{name: p.Name, domain: p.Domain, cfg: cfg, log: log, kv: p.Registrations, msgs: p.Messages,
 		publicURL: strings.TrimSuffix(p.PublicURL, "/"), mount: "/" + ID + "/" + p.Name}
+	a.cryptoDir = cfg.CryptoDir
+	if a.cryptoDir == "" && p.DataDir != "" {
+		a.cryptoDir = filepath.Join(p.DataDir, "matrix-crypto", p.Name)
+	}
+	if a.cryptoDir == "" {
+		return nil, errors.New("crypto_dir: required when bus.data_dir is not set (an external bus): the directory where the end-to-end encryption keys of the gateway's Matrix devices are kept")
+	}
 	a.tr = a.newTransport()
 	if cfg.TLSCAFile != "" {
 		roots, err := tlsca.Load(cfg.TLSCAFile)
@@ -192,7 +201,7 @@ func (r *run) apply(e jetstream.KeyValueEntry) {
 	if e.Operation() != jetstream.KeyValuePut {
 		if old != nil {
 			delete(r.sessions, user)
-			old.stop()
+			old.logout()
 		}
 		return
 	}
@@ -205,7 +214,11 @@ func (r *run) apply(e jetstream.KeyValueEntry) {
 		if old.acc == acc {
 			return
 		}
-		old.stop()
+		if old.acc.DeviceID != acc.DeviceID {
+			old.logout() // replaced by a new login
+		} else {
+			old.stop()
+		}
 	}
 	s, err := r.newSession(user, acc)
 	if err != nil {

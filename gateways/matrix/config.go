@@ -32,6 +32,12 @@ type Config struct {
 	// DeviceName is the display name of the device each login creates,
 	// shown in the user's session list.
 	DeviceName string `koanf:"device_name"`
+	// CryptoDir is where the end-to-end encryption state of each user's
+	// device is kept (one SQLite file per device: its Olm account, Olm and
+	// Megolm sessions, the devices it knows). Default: matrix-crypto/<name>
+	// in the process's data directory (bus.data_dir); required when that is
+	// not set (an external bus).
+	CryptoDir string `koanf:"crypto_dir"`
 }
 
 // Defaults for the optional keys.

@@ -42,7 +42,7 @@ func TestConformance(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &matrix.Config{AllowPrivateHomeservers: true, SyncTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second, DeviceName: "conformance"}
+	cfg := &matrix.Config{AllowPrivateHomeservers: true, SyncTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second, DeviceName: "conformance", CryptoDir: t.TempDir()}
 
 	gatewaytest.Run(t, gatewaytest.Harness{
 		Info: info,

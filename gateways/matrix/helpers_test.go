@@ -3,6 +3,8 @@ package matrix_test
 import (
 	"context"
 	"encoding/base64"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -48,7 +50,7 @@ func newWorld(t *testing.T) *world {
 	if w.msgs, err = js.KeyValue(context.Background(), bus.BucketMessages); err != nil {
 		t.Fatal(err)
 	}
-	w.cfg = &matrix.Config{AllowPrivateHomeservers: true, SyncTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second, DeviceName: "test"}
+	w.cfg = &matrix.Config{AllowPrivateHomeservers: true, SyncTimeout: 2 * time.Second, RequestTimeout: 5 * time.Second, DeviceName: "test", CryptoDir: t.TempDir()}
 	return w
 }
 
@@ -62,7 +64,7 @@ func (w *world) adapter(t *testing.T) *matrix.Adapter {
 // publicURL (http.public_url).
 func (w *world) adapterAt(t *testing.T, publicURL string) *matrix.Adapter {
 	t.Helper()
-	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs, PublicURL: publicURL})
+	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs, PublicURL: publicURL, Logger: testLogger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,4 +102,12 @@ func ctxT(t *testing.T) context.Context {
 
 func pollUntil(timeout time.Duration, cond func() bool) bool {
 	return proctest.Poll(timeout, 20*time.Millisecond, cond)
+}
+
+// testLogger logs the adapter to stderr when MATRIXTEST_LOG is set.
+func testLogger() *slog.Logger {
+	if os.Getenv("MATRIXTEST_LOG") == "" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }

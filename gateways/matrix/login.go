@@ -113,6 +113,7 @@ func (a *Adapter) Login(ctx context.Context, user, hsURL, mxid, password string)
 	}
 	if old, ok, err := a.loadAccount(ctx, user); err == nil && ok {
 		a.logout(ctx, old)
+		a.forgetDevice(ctx, user, old)
 	}
 	acc := account{Homeserver: hs, UserID: resp.UserID, DeviceID: resp.DeviceID, AccessToken: resp.AccessToken}
 	// A new device starts from now: the old one's sync token is not ours.
@@ -145,6 +146,7 @@ func (a *Adapter) Logout(ctx context.Context, user string) (id.UserID, error) {
 		}
 	}
 	a.logout(ctx, acc)
+	a.forgetDevice(ctx, user, acc)
 	a.log.Info("logged out of Matrix", "user", user, "mxid", acc.UserID)
 	return acc.UserID, nil
 }

@@ -73,3 +73,15 @@ func TestLogin(t *testing.T) {
 		t.Errorf("the logged-out device's token still works")
 	}
 }
+
+// TestCryptoDir: the crypto directory defaults to one in the process's
+// data directory, and is required without one.
+func TestCryptoDir(t *testing.T) {
+	cfg := matrix.Config{SyncTimeout: matrix.DefaultSyncTimeout, RequestTimeout: matrix.DefaultRequestTimeout}
+	if _, err := matrix.New(gateways.Params{Name: "matrix", Config: &cfg}); err == nil || !strings.Contains(err.Error(), "crypto_dir: required") {
+		t.Errorf("New without crypto_dir and data directory = %v, want an error naming crypto_dir", err)
+	}
+	if _, err := matrix.New(gateways.Params{Name: "matrix", Config: &cfg, DataDir: t.TempDir()}); err != nil {
+		t.Errorf("New with a data directory: %v", err)
+	}
+}

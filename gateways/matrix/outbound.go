@@ -65,10 +65,24 @@ func txnID(key, what string) string {
 	return "xmppgw." + hex.EncodeToString(h[:12])
 }
 
-// send sends content to the target's room.
+// send sends content to the target's room, encrypted when the room is.
 func (t target) send(ctx context.Context, typ event.Type, content any, key, what string) (id.EventID, error) {
 	if key == "" {
 		key = fmt.Sprint(time.Now().UnixNano())
+	}
+	encrypted, err := t.s.encryptedRoom(ctx, t.room)
+	if err != nil {
+		return "", err
+	}
+	if encrypted {
+		c, err := t.s.waitCrypto(ctx)
+		if err != nil {
+			return "", err
+		}
+		if content, err = c.encrypt(ctx, t.room, typ, content); err != nil {
+			return "", classify(err, "encrypting for "+string(t.room))
+		}
+		typ = event.EventEncrypted
 	}
 	resp, err := t.s.cli.SendMessageEvent(ctx, t.room, typ, content, mautrix.ReqSendEvent{TransactionID: txnID(key, what)})
 	if err != nil {

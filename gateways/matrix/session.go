@@ -46,6 +46,14 @@ type session struct {
 	leaseMu  sync.Mutex
 	leaseRev uint64     // the revision of our sync lease; 0 when not held
 	create   sync.Mutex // one DM room created at a time
+
+	// End-to-end encryption (encryption.go), opened by the lease holder.
+	crypt      e2ee                         // nil until open here, or unavailable
+	cryptErr   error                        // why it is unavailable, once known
+	cryptReady chan struct{}                // closed once crypt or cryptErr is set
+	enc        map[id.RoomID]bool           // whether rooms are encrypted, as known
+	forget     bool                         // the device was logged out: delete its state at the end
+	pending    map[id.EventID]*pendingEvent // held for their keys; loop only
 }
 
 func parseAccount(b []byte) (account, error) {
@@ -67,7 +75,8 @@ func (r *run) newSession(user string, acc account) (*session, error) {
 		r: r, user: user, acc: acc, cli: cli, scli: scli, ctx: ctx, stop: cancel,
 		done: make(chan struct{}), ready: make(chan struct{}),
 		direct: map[id.UserID][]id.RoomID{}, dmOf: map[id.RoomID]id.UserID{}, typing: map[id.RoomID][]id.UserID{},
-		rooms: map[id.RoomID]*joined{},
+		rooms: map[id.RoomID]*joined{}, cryptReady: make(chan struct{}), enc: map[id.RoomID]bool{},
+		pending: map[id.EventID]*pendingEvent{},
 	}
 	r.wg.Add(1)
 	go func() {
@@ -115,6 +124,7 @@ const (
 func (s *session) loop() {
 	a := s.r.a
 	defer s.releaseLease()
+	defer s.closeCrypto()
 	backoff := minBackoff
 	prepared := false // m.direct and the rooms are loaded
 	var since string
@@ -153,8 +163,19 @@ func (s *session) loop() {
 				}
 			}
 		}
+		if err == nil && since != "" && !s.cryptoOpened() {
+			// After the first sync of a new login, whose events are not
+			// delivered (none can be encrypted for a device whose keys
+			// are not uploaded yet): opening takes a moment, and what is
+			// said meanwhile must not count as history.
+			err = s.openCrypto()
+		}
 		if err == nil {
-			timeout := int(a.cfg.SyncTimeout / time.Millisecond)
+			wait := a.cfg.SyncTimeout
+			if d := s.nextPendingDeadline(); !d.IsZero() {
+				wait = max(min(wait, time.Until(d)+10*time.Millisecond), 0)
+			}
+			timeout := int(wait / time.Millisecond)
 			if catchUp {
 				timeout = 0
 			}
@@ -162,7 +183,7 @@ func (s *session) loop() {
 		}
 		if err == nil {
 			s.catchUp = catchUp
-			err = s.handle(resp, since == "")
+			err = s.handle(resp, since)
 		}
 		if err == nil && resp.NextBatch != "" && resp.NextBatch != since {
 			// Stored even while stopping: the batch was handed over, and a
@@ -176,6 +197,9 @@ func (s *session) loop() {
 			} else {
 				since = resp.NextBatch
 			}
+		}
+		if err == nil {
+			err = s.retryPending()
 		}
 		if err != nil {
 			if s.ctx.Err() != nil {
@@ -226,9 +250,14 @@ func unauthorized(err error) bool {
 	return errors.As(err, &he) && he.RespError != nil && he.RespError.ErrCode == mautrix.MUnknownToken.ErrCode
 }
 
-// handle hands one sync batch to the gateway. initial: the first sync of
-// a new login, whose history is not delivered (the user starts from now).
-func (s *session) handle(resp *mautrix.RespSync, initial bool) error {
+// handle hands one sync batch to the gateway. since is the batch's
+// token; "" for the first sync of a new login, whose history is not
+// delivered (the user starts from now).
+func (s *session) handle(resp *mautrix.RespSync, since string) error {
+	initial := since == ""
+	if c := s.crypto(); c != nil {
+		c.sync(s.ctx, resp, since) // room keys before the rooms' events
+	}
 	for _, evt := range resp.AccountData.Events {
 		if evt.Type.Type == event.AccountDataDirectChats.Type {
 			_ = evt.Content.ParseRaw(event.AccountDataDirectChats)
@@ -259,15 +288,28 @@ func (s *session) handle(resp *mautrix.RespSync, initial bool) error {
 			}
 		}
 		for _, evt := range jr.State.Events {
+			evt.RoomID = roomID
+			s.noteState(evt)
 			s.learn(roomID, evt)
 		}
 		for _, evt := range jr.Timeline.Events {
 			evt.RoomID = roomID
 			if evt.StateKey != nil {
+				s.noteState(evt)
 				s.learn(roomID, evt)
 			}
 			if initial {
 				continue
+			}
+			if evt.Type == event.EventEncrypted && evt.Sender != s.acc.UserID {
+				d, err := s.readable(evt)
+				if err != nil {
+					return err
+				}
+				if d == nil {
+					continue // held for its key, or the user was told
+				}
+				evt = d
 			}
 			if err := s.timeline(evt); err != nil {
 				return err
@@ -456,17 +498,55 @@ func (s *session) ensureDM(ctx context.Context, contact id.UserID) (id.RoomID, e
 			return "", classify(err, "looking up "+string(contact))
 		}
 	}
-	resp, err := s.cli.CreateRoom(ctx, &mautrix.ReqCreateRoom{
-		Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{contact},
-	})
+	req := &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true, Invite: []id.UserID{contact}}
+	encrypted := s.canEncryptFor(ctx, contact)
+	if encrypted {
+		req.InitialState = []*event.Event{{Type: event.StateEncryption, StateKey: new(string),
+			Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
+	}
+	resp, err := s.cli.CreateRoom(ctx, req)
 	if err != nil {
 		return "", classify(err, "creating a direct chat with "+string(contact))
 	}
 	s.mu.Lock()
 	s.dmOf[resp.RoomID] = contact
+	s.enc[resp.RoomID] = encrypted
 	s.mu.Unlock()
+	if encrypted {
+		if c := s.crypto(); c != nil {
+			evt := *req.InitialState[0]
+			evt.RoomID = resp.RoomID
+			c.state(ctx, &evt)
+		}
+	}
 	s.addDirect(ctx, contact, resp.RoomID)
 	return resp.RoomID, nil
+}
+
+// canEncryptFor tells whether a new direct chat with contact is created
+// encrypted, as Element decides: when the device's encryption works here
+// and the contact has a device with keys (one without could not read it).
+func (s *session) canEncryptFor(ctx context.Context, contact id.UserID) bool {
+	t := time.NewTimer(5 * time.Second) // opening at the start of the session
+	defer t.Stop()
+	select {
+	case <-s.cryptReady:
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	if s.crypto() == nil {
+		return false
+	}
+	resp, err := s.cli.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: map[id.UserID]mautrix.DeviceIDList{contact: nil}})
+	if err != nil {
+		return false
+	}
+	for _, d := range resp.DeviceKeys[contact] {
+		if len(d.Keys) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // classify turns a failed request into what the runner acts on.

@@ -66,7 +66,7 @@ func TestMain(m *testing.M) {
 		{xmppgwBin, "github.com/xmppgw/xmppgw/cmd/xmppgw"},
 		{baselineBin, "github.com/xmppgw/xmppgw/internal/bench/baseline"},
 	} {
-		build := exec.Command("go", "build", "-o", b.out, b.pkg)
+		build := exec.Command("go", "build", "-tags", proctest.BuildTags, "-o", b.out, b.pkg)
 		build.Stdout, build.Stderr = os.Stderr, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s: %v\n", b.pkg, err)

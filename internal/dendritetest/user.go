@@ -24,6 +24,16 @@ type User struct {
 	mu     sync.Mutex
 	since  string
 	events []*event.Event // timeline and ephemeral events seen, in order
+	crypt  cryptoHook     // set by EnableCrypto (build tag goolm)
+}
+
+// cryptoHook is a device's end-to-end encryption as Sync uses it.
+type cryptoHook interface {
+	// sync takes a batch's to-device events and device lists, before its rooms.
+	sync(ctx context.Context, resp *mautrix.RespSync, since string)
+	// event takes a room event: state is noted, an encrypted event is
+	// returned decrypted (unchanged when that fails).
+	event(ctx context.Context, evt *event.Event) *event.Event
 }
 
 // User registers localpart (password "password") and logs it in.
@@ -61,6 +71,9 @@ func (u *User) Sync(ctx context.Context) ([]*event.Event, error) {
 	if err != nil {
 		return nil, err
 	}
+	if u.crypt != nil {
+		u.crypt.sync(ctx, resp, u.since)
+	}
 	for room := range resp.Rooms.Invite {
 		if _, err := u.JoinRoomByID(ctx, room); err != nil {
 			return nil, err
@@ -68,10 +81,20 @@ func (u *User) Sync(ctx context.Context) ([]*event.Event, error) {
 	}
 	var out []*event.Event
 	for room, jr := range resp.Rooms.Join {
+		for _, evt := range jr.State.Events {
+			evt.RoomID = room
+			_ = evt.Content.ParseRaw(evt.Type)
+			if u.crypt != nil {
+				u.crypt.event(ctx, evt)
+			}
+		}
 		for _, list := range [][]*event.Event{jr.Timeline.Events, jr.Ephemeral.Events} {
 			for _, evt := range list {
 				evt.RoomID = room
 				_ = evt.Content.ParseRaw(evt.Type)
+				if u.crypt != nil {
+					evt = u.crypt.event(ctx, evt)
+				}
 				out = append(out, evt)
 			}
 		}

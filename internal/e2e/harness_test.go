@@ -30,7 +30,7 @@ func TestMain(m *testing.M) {
 	// too, and a race report makes it exit non-zero, which the tests notice.
 	// Benchmarks build without it so that their numbers mean something.
 	flag.Parse()
-	args := []string{"build", "-race", "-o", binary, "github.com/xmppgw/xmppgw/cmd/xmppgw"}
+	args := []string{"build", "-race", "-tags", proctest.BuildTags, "-o", binary, "github.com/xmppgw/xmppgw/cmd/xmppgw"}
 	if f := flag.Lookup("test.bench"); f != nil && f.Value.String() != "" {
 		args = append(args[:1], args[2:]...)
 	}

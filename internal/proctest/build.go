@@ -8,6 +8,11 @@ import (
 	"testing"
 )
 
+// BuildTags are the build tags of every xmppgw binary: goolm selects
+// mautrix's pure-Go Olm for the Matrix adapter's end-to-end encryption
+// (without it mautrix needs cgo and libolm; the adapter then has none).
+const BuildTags = "goolm"
+
 // The packages Build compiles. The nats-server module is a dependency of the
 // bus package, so this is the very version the embedded bus runs.
 const (
@@ -34,7 +39,7 @@ func Build(dir string) (gateway, natsServer string, err error) {
 
 // BuildPackage compiles pkg into the binary out.
 func BuildPackage(out, pkg string) error {
-	build := exec.Command("go", "build", "-o", out, pkg)
+	build := exec.Command("go", "build", "-tags", BuildTags, "-o", out, pkg)
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		return fmt.Errorf("building %s: %w", pkg, err)
