@@ -7,8 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/matrix"
+	"github.com/xmppgw/xmppgw/internal/bustest"
 )
 
 // TestLogin: what a login refuses, and that logging out removes the
@@ -83,5 +85,26 @@ func TestCryptoDir(t *testing.T) {
 	}
 	if _, err := matrix.New(gateways.Params{Name: "matrix", Config: &cfg, DataDir: t.TempDir()}); err != nil {
 		t.Errorf("New with a data directory: %v", err)
+	}
+}
+
+// TestRegisterWithoutForm: a registration with the plain XEP-0077 fields
+// instead of the form is refused, saying how to log in.
+func TestRegisterWithoutForm(t *testing.T) {
+	js := bustest.Open(t).JetStream()
+	kv, err := js.KeyValue(context.Background(), bus.BucketRegistrations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := matrix.Config{SyncTimeout: matrix.DefaultSyncTimeout, RequestTimeout: matrix.DefaultRequestTimeout, CryptoDir: t.TempDir()}
+	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: &cfg, Registrations: kv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fr := a.(*matrix.Adapter).Registrar().(gateways.FormRegistrar)
+	_, err = fr.RegisterForm(context.Background(), alice, nil)
+	var ge *gateways.Error
+	if !errors.As(err, &ge) || ge.Condition != gateways.NotAcceptable || !strings.Contains(ge.Text, "registration form") || !strings.Contains(ge.Text, "Log in to Matrix") {
+		t.Errorf("RegisterForm without a form = %v, want not-acceptable naming the form and the command", err)
 	}
 }

@@ -40,8 +40,17 @@ func (r *Registrar) RegistrationForm() gateways.Form {
 	}
 }
 
-// RegisterForm logs user in with the submitted form.
+// RegisterForm logs user in with the submitted form. A registration
+// without the form (a client that sends the plain XEP-0077 <username/>
+// and <password/>) has no homeserver field, and a homeserver guessed from
+// the Matrix ID would be a request to wherever the user names: it is
+// refused, saying how to log in instead.
 func (r *Registrar) RegisterForm(ctx context.Context, user string, v map[string][]string) (string, error) {
+	if v == nil {
+		return "", gateways.Reject(gateways.NotAcceptable, "logging in to Matrix needs the registration form "+
+			"(homeserver, username, password), which your client did not send: use a client that shows "+
+			"XEP-0004 data forms, or the ad-hoc command \"Log in to Matrix\" on %s", r.a.domain)
+	}
 	for _, f := range loginFields() {
 		if strings.TrimSpace(first(v[f.Var])) == "" {
 			return "", gateways.Reject(gateways.NotAcceptable, "%s is required", f.Label)

@@ -43,6 +43,14 @@ func TestMatrixEncrypted(t *testing.T) {
 	alice := xmpptest.Login(t, srv, "alice", "password")
 	top := t
 
+	// Plain XEP-0077 fields (no form) cannot name the homeserver.
+	alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='reg-plain'><query xmlns='jabber:iq:register'>`+
+		`<username>@alice:localhost</username><password>matrixpass</password></query></iq>`)
+	if s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "reg-plain" }); s.Type != "error" ||
+		s.ErrorCondition != "not-acceptable" || !strings.Contains(s.Raw, "registration form") {
+		t.Errorf("a registration without the form: %s, want not-acceptable asking for the form", s.Raw)
+	}
+
 	alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='reg'><query xmlns='jabber:iq:register'>`+
 		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field>`+
 		`<field var='homeserver'><value>`+hs.URL()+`</value></field>`+
