@@ -110,7 +110,19 @@
 //	sync_timeout               long-poll of /sync (default 30s)
 //	request_timeout            every other request (default 30s)
 //	device_name                the display name of the gateway's devices
+//	crypto_dir                 where the devices' encryption state is kept
+//	                           (default <bus.data_dir>/matrix-crypto/<name>)
 //
-// Not yet bridged: end-to-end encryption (encrypted rooms are not
-// readable).
+// # End-to-end encryption
+//
+// Built with the tag goolm (make does), each device has its own Olm
+// account and Megolm sessions (mautrix's OlmMachine, pure Go), in one
+// SQLite file per device in crypto_dir, pickled with a key kept in the
+// registrations bucket (encryption.go, crypto.go). Encrypted events are
+// decrypted and handled like the events they carry; one whose key does
+// not come within keyWait is told to the user, never dropped; sends to
+// encrypted rooms are encrypted. Devices are not verified and do not use
+// key backup. Without the tag (crypto_off.go) there is no encryption:
+// encrypted events are told as undecryptable, and sending to an
+// encrypted room is refused.
 package matrix
