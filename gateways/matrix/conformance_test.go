@@ -2,11 +2,12 @@ package matrix_test
 
 import (
 	"context"
-
-	"maunium.net/go/mautrix"
 	"strings"
 	"testing"
 	"time"
+
+	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/event"
 
 	"github.com/xmppgw/xmppgw/bus"
 	"github.com/xmppgw/xmppgw/gateways"
@@ -19,7 +20,12 @@ import (
 // TestConformance runs the adapter contract's suite against Dendrite, with
 // bob, a mautrix client, as the contact. Not parallel: the suite counts
 // the package's goroutines.
-func TestConformance(t *testing.T) {
+func TestConformance(t *testing.T) { conformance(t, nil, nil) }
+
+// conformance runs the suite; prepare, when set, is done to bob first
+// (giving him encryption), and the suite's room gets initialState. It
+// returns bob.
+func conformance(t *testing.T, prepare func(*dendritetest.User), initialState []*event.Event) *dendritetest.User {
 	info, ok := gateways.Lookup(matrix.ID)
 	if !ok {
 		t.Fatal("the matrix adapter is not registered")
@@ -27,9 +33,12 @@ func TestConformance(t *testing.T) {
 	srv := dendritetest.Start(t)
 	srv.Register(t, "gtalice", "password")
 	bob := srv.User(t, "bob")
+	if prepare != nil {
+		prepare(bob)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if _, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "conformance", Topic: "the suite's room"}); err != nil {
+	if _, err := bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "conformance", Topic: "the suite's room", InitialState: initialState}); err != nil {
 		t.Fatal(err)
 	}
 	b := bustest.Open(t)
@@ -82,4 +91,5 @@ func TestConformance(t *testing.T) {
 			return false
 		},
 	})
+	return bob
 }

@@ -297,3 +297,23 @@ func bodies(h *gatewaytest.Host) []string {
 	}
 	return got
 }
+
+// TestConformanceEncrypted runs the adapter contract's suite with bob
+// encrypting (so the direct chat the adapter creates is encrypted) and the
+// suite's room encrypted.
+func TestConformanceEncrypted(t *testing.T) {
+	bob := conformance(t, func(u *dendritetest.User) { u.EnableCrypto(t) }, encryptedState())
+	n := 0
+	for _, e := range bob.Seen() {
+		if e.Sender == "@gtalice:localhost" && (e.Type == event.EventMessage || e.Type == event.EventEncrypted) && e.Unsigned.RedactedBecause == nil {
+			n++
+			if !e.Mautrix.WasEncrypted {
+				t.Errorf("the adapter sent %s (%q) unencrypted", e.ID, dendritetest.Body(e))
+			}
+		}
+	}
+	if n == 0 {
+		t.Error("bob saw no message of the adapter's")
+	}
+	t.Logf("bob decrypted %d messages of the adapter's", n)
+}
