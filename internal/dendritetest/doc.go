@@ -12,5 +12,7 @@
 // JetStream on disk in a temporary directory (so it can be restarted with
 // its state), federation off, rate limiting off, open registration off and
 // a registration shared secret: Register creates accounts with it. Client
-// logs a mautrix client in, for tests that play a Matrix user.
+// logs a mautrix client in, for tests that play a Matrix user; with the
+// build tag goolm, User.EnableCrypto gives such a user end-to-end
+// encryption (mautrix's Olm machine, in memory), as Element has.
 package dendritetest
