@@ -1,6 +1,7 @@
 package matrix_test
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"log/slog"
@@ -35,6 +36,7 @@ type world struct {
 	kv, msgs jetstream.KeyValue
 	cfg      *matrix.Config
 	loggedIn bool
+	log      *slog.Logger // the adapters' logger, when not testLogger's
 }
 
 func newWorld(t *testing.T) *world {
@@ -64,7 +66,7 @@ func (w *world) adapter(t *testing.T) *matrix.Adapter {
 // publicURL (http.public_url).
 func (w *world) adapterAt(t *testing.T, publicURL string) *matrix.Adapter {
 	t.Helper()
-	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs, PublicURL: publicURL, Logger: testLogger()})
+	a, err := matrix.New(gateways.Params{Name: "matrix", Domain: "matrix.localhost", Config: w.cfg, Registrations: w.kv, Messages: w.msgs, PublicURL: publicURL, Logger: cmp.Or(w.log, testLogger())})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -78,14 +78,20 @@ func (s *session) timeline(evt *event.Event) error {
 		if ts := time.UnixMilli(evt.Timestamp); s.catchUp || time.Since(ts) > lateAfter {
 			in.Delay = ts
 		}
-		media, err := s.media(ctx, m)
+		media, notice, err := s.media(ctx, m)
 		if err != nil {
 			return err
 		}
 		if media != nil {
 			in.Media = []gateways.Media{*media}
 		}
-		return h.Deliver(ctx, in)
+		if notice != "" {
+			in.Body = strings.TrimSpace(in.Body + "\n" + notice)
+		}
+		// A fresh timeout: fetching an encrypted attachment took its time.
+		dctx, dcancel := context.WithTimeout(s.ctx, hostTimeout)
+		defer dcancel()
+		return h.Deliver(dctx, in)
 	case event.EventReaction:
 		if err := evt.Content.ParseRaw(evt.Type); err != nil && !errors.Is(err, event.ErrContentAlreadyParsed) {
 			return nil
@@ -180,7 +186,7 @@ func (s *session) body(m *event.MessageEventContent) string {
 	case event.MsgEmote:
 		return "/me " + m.Body
 	case event.MsgImage, event.MsgVideo, event.MsgAudio, event.MsgFile:
-		if m.URL != "" && m.Body != "" && m.FileName == "" {
+		if (m.URL != "" || m.File != nil) && m.Body != "" && m.FileName == "" {
 			return "" // the body is the file's name; the media says it
 		}
 	}
@@ -189,28 +195,32 @@ func (s *session) body(m *event.MessageEventContent) string {
 
 // media is the attachment of a media message: a link of the gateway's
 // (mediaLink) when http.public_url is set, else the homeserver's
-// unauthenticated download URL.
-func (s *session) media(ctx context.Context, m *event.MessageEventContent) (*gateways.Media, error) {
+// unauthenticated download URL. An encrypted attachment (encmedia.go)
+// that cannot be delivered comes back as a notice for the user.
+func (s *session) media(ctx context.Context, m *event.MessageEventContent) (*gateways.Media, string, error) {
+	if m.File != nil && m.URL == "" {
+		return s.encryptedMedia(ctx, m)
+	}
 	if m.URL == "" {
-		return nil, nil
+		return nil, "", nil
 	}
 	uri, err := m.URL.Parse()
 	if err != nil {
-		return nil, nil
+		return nil, "", nil
 	}
 	md := &gateways.Media{}
 	if m.Info != nil {
 		md.Type, md.Size = m.Info.MimeType, int64(m.Info.Size)
 	}
 	if s.r.a.publicURL != "" && s.r.a.msgs != nil {
-		if md.URL, err = s.r.a.mediaLink(ctx, s.user, uri, md.Type); err != nil {
-			return nil, err
+		if md.URL, err = s.r.a.mediaLink(ctx, s.user, uri, md.Type, nil, 0); err != nil {
+			return nil, "", err
 		}
-		return md, nil
+		return md, "", nil
 	}
 	md.URL = strings.TrimSuffix(s.acc.Homeserver, "/") + "/_matrix/media/v3/download/" +
 		url.PathEscape(uri.Homeserver) + "/" + url.PathEscape(uri.FileID)
-	return md, nil
+	return md, "", nil
 }
 
 // ephemeral passes on typing and read receipts in DM rooms and in rooms

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"maunium.net/go/mautrix"
+	"maunium.net/go/mautrix/crypto/attachment"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
 
@@ -27,7 +29,8 @@ const maxMedia = 50 << 20
 
 // mediaContent fetches an attachment the user sent (a XEP-0066 URL, as
 // their server's HTTP upload serves it), uploads it to the homeserver's
-// content repository and returns the message that shows it. The fetch
+// content repository (encrypted first when the room is, encmedia.go) and
+// returns the message that shows it. The fetch
 // goes through the adapter's transport, which refuses private addresses
 // unless allow_private_homeservers, like every request the gateway makes
 // on a user's behalf.
@@ -72,12 +75,26 @@ func (t target) mediaContent(ctx context.Context, md gateways.Media) (*event.Mes
 	if name == "" || name == "/" || name == "." {
 		name = "attachment"
 	}
-	up, err := t.s.cli.UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: data, ContentType: typ, FileName: name})
+	c := &event.MessageEventContent{MsgType: event.MsgFile, Body: name, Info: &event.FileInfo{MimeType: typ, Size: len(data)}}
+	file, err := t.encryptAttachment(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	upload := mautrix.ReqUploadMedia{ContentBytes: data, ContentType: typ, FileName: name}
+	if file != nil {
+		// The homeserver holds only ciphertext: neither the type nor the
+		// name travel outside the encrypted event.
+		upload = mautrix.ReqUploadMedia{ContentBytes: data, ContentType: "application/octet-stream"}
+	}
+	up, err := t.s.cli.UploadMedia(ctx, upload)
 	if err != nil {
 		return nil, classify(err, "uploading the attachment")
 	}
-	c := &event.MessageEventContent{MsgType: event.MsgFile, Body: name, URL: up.ContentURI.CUString(),
-		Info: &event.FileInfo{MimeType: typ, Size: len(data)}}
+	if file != nil {
+		c.File = &event.EncryptedFileInfo{EncryptedFile: *file, URL: up.ContentURI.CUString()}
+	} else {
+		c.URL = up.ContentURI.CUString()
+	}
 	switch {
 	case strings.HasPrefix(typ, "image/"):
 		c.MsgType = event.MsgImage
@@ -127,6 +144,11 @@ type mediaRecord struct {
 	MediaID string    `json:"media_id"`
 	Type    string    `json:"type,omitempty"`
 	Expires time.Time `json:"exp"`
+	// File is an encrypted attachment's key, IV and hash, to decrypt it
+	// with as it is served: kept here in the messages bucket, never in
+	// the link, never logged. Size is its length, checked on arrival.
+	File *attachment.EncryptedFile `json:"file,omitempty"`
+	Size int64                     `json:"size,omitempty"`
 }
 
 func (a *Adapter) mediaKey(token string) string { return a.name + ".media." + token }
@@ -134,13 +156,16 @@ func (a *Adapter) mediaKey(token string) string { return a.name + ".media." + to
 // mediaLink stores a content URI behind an unguessable token and returns
 // the gateway's URL for it. Homeservers may require a login to download
 // media (authenticated media); the link fetches it with the user's.
-func (a *Adapter) mediaLink(ctx context.Context, user string, uri id.ContentURI, typ string) (string, error) {
+// file, for an attachment of an encrypted room, is what decrypts it
+// (encmedia.go).
+func (a *Adapter) mediaLink(ctx context.Context, user string, uri id.ContentURI, typ string, file *attachment.EncryptedFile, size int64) (string, error) {
 	b := make([]byte, 16) // 128 bits
 	if _, err := rand.Read(b); err != nil {
 		return "", err
 	}
 	token := base64.RawURLEncoding.EncodeToString(b)
-	rec, _ := json.Marshal(mediaRecord{User: user, Server: uri.Homeserver, MediaID: uri.FileID, Type: typ, Expires: time.Now().Add(mediaTTL)})
+	rec, _ := json.Marshal(mediaRecord{User: user, Server: uri.Homeserver, MediaID: uri.FileID, Type: typ,
+		Expires: time.Now().Add(mediaTTL), File: file, Size: size})
 	if _, err := a.msgs.Put(ctx, a.mediaKey(token), rec); err != nil {
 		return "", fmt.Errorf("matrix: messages: %w", err)
 	}
@@ -163,8 +188,8 @@ func (a *Adapter) HTTPHandler() http.Handler {
 }
 
 // serveMedia fetches a linked medium from the homeserver with the login
-// of the user it was given to: the authenticated endpoint first, the
-// older unauthenticated one for homeservers without it.
+// of the user it was given to, and serves it (decrypted as it passes,
+// for an attachment of an encrypted room).
 func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
 	const gone = "no such media, or the link expired"
 	token, _, _ := strings.Cut(r.PathValue("token"), ".")
@@ -183,33 +208,18 @@ func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, gone, http.StatusNotFound)
 		return
 	}
-	base := strings.TrimSuffix(acc.Homeserver, "/")
-	rel := url.PathEscape(rec.Server) + "/" + url.PathEscape(rec.MediaID)
-	var resp *http.Response
-	for _, u := range []string{base + "/_matrix/client/v1/media/download/" + rel, base + "/_matrix/media/v3/download/" + rel} {
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, u, nil)
-		if err != nil {
-			http.Error(w, gone, http.StatusNotFound)
-			return
-		}
-		req.Header.Set("Authorization", "Bearer "+acc.AccessToken)
-		if resp, err = a.http.Do(req); err != nil {
-			http.Error(w, "could not fetch the media from the homeserver", http.StatusBadGateway)
-			return
-		}
-		if resp.StatusCode != http.StatusNotFound && resp.StatusCode != http.StatusMethodNotAllowed && resp.StatusCode != http.StatusBadRequest {
-			break // served, or an answer that the older endpoint would not change
-		}
-		resp.Body.Close()
-		resp = nil
-	}
-	if resp == nil {
+	resp, err := a.fetchMedia(r.Context(), acc, rec.Server, rec.MediaID)
+	switch {
+	case errors.Is(err, errNoMedia):
 		http.Error(w, gone, http.StatusNotFound)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadGateway)
 		return
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		http.Error(w, "the homeserver refused the media: "+resp.Status, http.StatusBadGateway)
+	if rec.File != nil {
+		serveDecrypted(w, resp, rec)
 		return
 	}
 	typ := resp.Header.Get("Content-Type")
@@ -224,4 +234,37 @@ func (a *Adapter) serveMedia(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Cache-Control", "private, max-age=3600")
 	_, _ = io.Copy(w, resp.Body)
+}
+
+// errNoMedia: the homeserver has no such medium.
+var errNoMedia = errors.New("the homeserver has no such media")
+
+// fetchMedia downloads a medium from acc's homeserver with acc's login:
+// the authenticated endpoint first, the older unauthenticated one for
+// homeservers without it. The response is a 200; the caller closes it.
+// Errors say what happened without the login.
+func (a *Adapter) fetchMedia(ctx context.Context, acc account, server, mediaID string) (*http.Response, error) {
+	base := strings.TrimSuffix(acc.Homeserver, "/")
+	rel := url.PathEscape(server) + "/" + url.PathEscape(mediaID)
+	for _, u := range []string{base + "/_matrix/client/v1/media/download/" + rel, base + "/_matrix/media/v3/download/" + rel} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, errNoMedia
+		}
+		req.Header.Set("Authorization", "Bearer "+acc.AccessToken)
+		resp, err := a.http.Do(req)
+		if err != nil {
+			return nil, errors.New("could not fetch the media from the homeserver")
+		}
+		switch resp.StatusCode {
+		case http.StatusOK:
+			return resp, nil
+		case http.StatusNotFound, http.StatusMethodNotAllowed, http.StatusBadRequest:
+			resp.Body.Close() // perhaps only the older endpoint: try it
+		default:
+			resp.Body.Close()
+			return nil, errors.New("the homeserver refused the media: " + resp.Status)
+		}
+	}
+	return nil, errNoMedia
 }
