@@ -225,3 +225,33 @@ func TestEncryptedMedia(t *testing.T) {
 func url64(s string) string {
 	return strings.NewReplacer("+", "-", "/", "_").Replace(s)
 }
+
+// TestEncryptedMediaWithoutLinks: without http.public_url the gateway
+// cannot hand over a decrypted attachment (the homeserver's URL would
+// serve ciphertext): the user is told so, with the caption.
+func TestEncryptedMediaWithoutLinks(t *testing.T) {
+	w := newWorld(t)
+	w.bob.EnableCrypto(t)
+	a := w.adapter(t)
+	h := w.start(t, a)
+	w.waitGatewayKeys(t)
+	room := encryptedDM(t, w)
+	f := attachment.NewEncryptedFile()
+	ct := bytes.Clone(png)
+	f.EncryptInPlace(ct)
+	ctx := ctxT(t)
+	up, err := w.bob.UploadMedia(ctx, mautrix.ReqUploadMedia{ContentBytes: ct, ContentType: "application/octet-stream"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := w.bob.SendMessageEvent(ctx, room, event.EventMessage, &event.MessageEventContent{MsgType: event.MsgImage,
+		Body: "look at this", FileName: "dot.png", File: &event.EncryptedFileInfo{EncryptedFile: *f, URL: up.ContentURI.CUString()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := h.WaitDelivered(t, wait, func(m gateways.Inbound) bool { return m.ProviderID == string(ev.EventID) })
+	if len(in.Media) != 0 || !strings.HasPrefix(in.Body, "look at this\n") || !strings.Contains(in.Body, `"dot.png" could not be delivered`) ||
+		!strings.Contains(in.Body, "http.public_url") {
+		t.Errorf("delivered %+v, want the caption and a notice that the gateway has no public URL", in)
+	}
+}
