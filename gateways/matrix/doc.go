@@ -121,8 +121,13 @@
 // registrations bucket (encryption.go, crypto.go). Encrypted events are
 // decrypted and handled like the events they carry; one whose key does
 // not come within keyWait is told to the user, never dropped; sends to
-// encrypted rooms are encrypted. Devices are not verified and do not use
-// key backup. Without the tag (crypto_off.go) there is no encryption:
+// encrypted rooms are encrypted. Attachments in encrypted rooms
+// (encmedia.go): outbound, encrypted before upload and sent as `file`;
+// inbound, checked against their hash on arrival and served through the
+// gateway's links, decrypted as they pass with the key kept in the link's
+// record (never in the link); a file that cannot be delivered is told to
+// the user. Devices are not verified and do not use key backup.
+// Without the tag (crypto_off.go) there is no encryption:
 // encrypted events are told as undecryptable, and sending to an
 // encrypted room is refused.
 package matrix
