@@ -213,7 +213,7 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 	switch {
 	case ref != nil:
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
-		return c.replyMessageError(w, m, ref.typ, ref.cond, ref.text)
+		return c.refuse(w, m, ref.typ, ref.cond, ref.text)
 	case env == nil && m.Type == "error":
 		// Never answer an error with an error. The user's server bounced
 		// something we sent: the user is offline and the server keeps no
@@ -227,11 +227,11 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 	}
 	if ref := c.quotaExceeded(env.User); ref != nil {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Rejected)
-		return c.replyMessageError(w, m, ref.typ, ref.cond, ref.text)
+		return c.refuse(w, m, ref.typ, ref.cond, ref.text)
 	}
 	if fenced(ctx) {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
-		return c.replyMessageError(w, m, "wait", "service-unavailable", handoverText)
+		return c.refuse(w, m, "wait", "service-unavailable", handoverText)
 	}
 	// Not bound to ctx: a stanza read while the stream closes is still
 	// stored (the bus outlives the component at shutdown).
@@ -249,7 +249,7 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 			// swallowed nor sent twice: the sender is asked to try again.
 			c.log.Error("could not tell a resend from a copy; sender told", "from", m.From, "id", m.ID, "err", lookupErr)
 			c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
-			return c.replyMessageError(w, m, "wait", "internal-server-error",
+			return c.refuse(w, m, "wait", "internal-server-error",
 				"the gateway could not tell whether it already has this message; please send it again later")
 		case again != "":
 			dup, err = c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, again)
@@ -269,16 +269,7 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 			// queued after all. Say so, rather than invite a duplicate.
 			text = "the gateway could not confirm that it queued this message (its store did not answer); it may still be delivered"
 		}
-		if err := c.replyMessageError(w, m, "wait", cond, text); err != nil {
-			// The stream closed under us (shutdown, or the server went
-			// away) between reading the stanza and answering it: XEP-0114
-			// has no acknowledgements, so this message is neither stored
-			// nor reported. Say so, with what identifies it.
-			c.log.Error("outbound message neither stored nor reported: the stream closed before the error reply could be written",
-				"from", m.From, "to", m.To, "id", m.ID, "err", err)
-			return err
-		}
-		return nil
+		return c.refuse(w, m, "wait", cond, text)
 	}
 	if dup {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
@@ -313,6 +304,22 @@ func firstBody(bodies []langText) string {
 		return bodies[0].Value
 	}
 	return ""
+}
+
+// refuse answers a message the gateway did not store with an error. When
+// the reply cannot be written (our </stream:stream> went out at shutdown,
+// or the server went away between reading the stanza and answering it),
+// XEP-0114 has no acknowledgements: the message is neither stored nor
+// reported, and the log says so with what identifies it. The stream is
+// still read to its end (nil, not the error: an error from a handler ends
+// mellium's Serve, and whatever the server wrote after this stanza would
+// go unread and unlogged; each such stanza is logged here in turn).
+func (c *Component) refuse(w encoder, m *inMessage, typ, cond, text string) error {
+	if err := c.replyMessageError(w, m, typ, cond, text); err != nil {
+		c.log.Error("outbound message neither stored nor reported: the stream closed before the error reply could be written",
+			"from", m.From, "to", m.To, "id", m.ID, "reason", text, "err", err)
+	}
+	return nil
 }
 
 // replyMessageError bounces m back to its sender with an error, keeping its
