@@ -107,6 +107,9 @@ type Bus struct {
 
 	health *health // whether the embedded store takes writes
 	idsTTL time.Duration
+	// committers group the writes to each stream that takes atomic
+	// batches (group.go); nil with external NATS.
+	committers map[string]*committer
 }
 
 // IDsTTL is the expiry of the id map (BucketIDs).
@@ -494,7 +497,43 @@ func (b *Bus) provision(ctx context.Context, replicas int, idsTTL time.Duration)
 			return fmt.Errorf("bus: kv bucket %s: %w", kc.Bucket, err)
 		}
 	}
+	if b.emb == nil {
+		// External NATS: servers of any version, clustered. Grouping is
+		// measured and its guarantee documented for the embedded server
+		// (docs/group-commit.md); external publishes stay one by one.
+		return nil
+	}
+	b.committers = map[string]*committer{}
+	for _, name := range []string{StreamOut, StreamIn, "KV_" + BucketMessages, "KV_" + BucketIDs} {
+		atomic, err := b.allowAtomic(ctx, name)
+		if err != nil {
+			return err
+		}
+		b.committers[name] = newCommitter(b, name, atomic)
+	}
 	return nil
+}
+
+// allowAtomic turns on atomic batch publishes for stream (a KV bucket's
+// configuration does not carry the setting, and CreateOrUpdateKeyValue
+// writes it back off at every start: it is set again here each time). It
+// reports whether the server kept it: a server before 2.12 drops the
+// field it does not know.
+func (b *Bus) allowAtomic(ctx context.Context, name string) (bool, error) {
+	s, err := b.js.Stream(ctx, name)
+	if err != nil {
+		return false, fmt.Errorf("bus: stream %s: %w", name, err)
+	}
+	cfg := s.CachedInfo().Config
+	if cfg.AllowAtomicPublish {
+		return true, nil
+	}
+	cfg.AllowAtomicPublish = true
+	updated, err := b.js.UpdateStream(ctx, cfg)
+	if err != nil {
+		return false, fmt.Errorf("bus: stream %s: allow atomic batches: %w", name, err)
+	}
+	return updated.CachedInfo().Config.AllowAtomicPublish, nil
 }
 
 // JetStream gives adapters and the component direct access for what this
@@ -511,58 +550,7 @@ func (b *Bus) Embedded() bool { return b.emb != nil }
 // acknowledged the write. msgID deduplicates within the stream's window:
 // duplicate is true when an equal id was already stored (and nothing new was).
 func (b *Bus) Publish(ctx context.Context, subject string, e *Envelope, msgID string) (duplicate bool, err error) {
-	data, err := Encode(e)
-	if err != nil {
-		return false, err
-	}
-	var opts []jetstream.PublishOpt
-	if msgID != "" {
-		opts = append(opts, jetstream.WithMsgID(msgID))
-	}
-	if err := b.health.shortCircuit(); err != nil { // never trips for external NATS
-		return false, fmt.Errorf("bus: publish %s: %w", subject, err)
-	}
-	// The bus's own bound on its store's answer, within the caller's: a
-	// store that does not answer in time is failing; a caller that gives up
-	// first says nothing about the store. External NATS keeps the caller's
-	// (a reconnect there is waited for).
-	caller := ctx
-	if b.emb != nil {
-		bound := answerTimeout
-		if b.health.degraded() {
-			bound = degradedTimeout
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, bound)
-		defer cancel()
-	}
-	// A store fault recorded while this publish waits means the store will
-	// not answer it: give up then rather than at the timeout. Whether the
-	// message was stored is unknown (its dedup id covers a resend).
-	pctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
-	ack, err := b.js.Publish(pctx, subject, data, opts...)
-	if err == nil {
-		b.health.recordPublish(subject, nil)
-		return ack.Duplicate, nil
-	}
-	if errors.Is(context.Cause(pctx), ErrStoreRefusing) {
-		return false, fmt.Errorf("bus: publish %s: %w (%w): %v", subject, ErrStoreRefusing, ErrOutcomeUnknown, b.StoreFault())
-	}
-	// Write health is tracked for the embedded server, whose store is
-	// local and keeps a write error (full or read-only disk) until the
-	// process restarts. With external NATS a failure is usually a
-	// reconnect in progress: publishes wait for it instead of being
-	// refused at once.
-	if b.emb != nil && caller.Err() == nil && storeFailed(err) {
-		b.health.recordPublish(subject, err)
-	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
-		// It left, and no answer came back.
-		return false, fmt.Errorf("bus: publish %s: %w (%w)", subject, err, ErrOutcomeUnknown)
-	}
-	return false, fmt.Errorf("bus: publish %s: %w", subject, err)
+	return b.Start(subject, e, msgID).Wait(ctx)
 }
 
 // answerTimeout bounds how long a publish waits for the store's answer,
@@ -665,6 +653,11 @@ func (b *Bus) Ready(ctx context.Context) error {
 func (b *Bus) Close(ctx context.Context) error {
 	var err error
 	b.closer.Do(func() {
+		// What is queued is committed (or fails) before the connection
+		// drains.
+		for _, c := range b.committers {
+			c.stop()
+		}
 		if b.nc != nil && !b.nc.IsClosed() {
 			done := make(chan struct{})
 			b.nc.SetClosedHandler(func(*nats.Conn) { close(done) })
@@ -685,6 +678,9 @@ func (b *Bus) Close(ctx context.Context) error {
 }
 
 func (b *Bus) shutdown() {
+	for _, c := range b.committers {
+		c.stop()
+	}
 	if b.nc != nil {
 		b.nc.Close()
 	}

@@ -351,7 +351,12 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 	// go.
 	var between sync.Mutex
 	slow := newOffReader(sess)
-	handler := c.handler(withOffReader(withFence(ctx, fence), slow))
+	pipe := newPipeline(sess)
+	// However the stream ends, the messages read are answered (or logged
+	// as unanswerable) before this returns.
+	defer pipe.close()
+	closing := drainingLocker{between: &between, pipe: pipe, log: c.log.Warn}
+	handler := c.handler(withPipeline(withOffReader(withFence(ctx, fence), slow), pipe))
 	gated := xmpp.HandlerFunc(func(t xmlstream.TokenReadEncoder, start *xml.StartElement) error {
 		between.Lock()
 		defer between.Unlock()
@@ -379,9 +384,9 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		// bound the wait for the server's </stream:stream> ourselves. A
 		// reply written by the stanza being handled holds the session's
 		// writer until it is flushed, so it goes out before the close.
-		between.Lock()
+		closing.Lock()
 		_ = sess.Close()
-		between.Unlock()
+		closing.Unlock()
 		select {
 		case <-served:
 		case <-time.After(2 * time.Second):
@@ -394,7 +399,7 @@ func (c *Component) session(ctx context.Context, lost <-chan struct{}, cons jets
 		ended.Store(true)
 		stopPull()
 		fenceOff()
-		closeNow(sess, conn, served, &between)
+		closeNow(sess, conn, served, closing)
 		<-pulled
 		c.log.Warn("component stream closed: the component lease was lost", "domain", c.o.Domain)
 		return true, errLeaseLost

@@ -234,28 +234,39 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 		return c.refuse(w, m, "wait", "service-unavailable", handoverText)
 	}
 	// Not bound to ctx: a stanza read while the stream closes is still
-	// stored (the bus outlives the component at shutdown).
+	// stored (the bus outlives the component at shutdown). The deadline
+	// runs from now, however long the answers before it take.
 	pubCtx, cancel := storeContext(ctx, 5*time.Second)
-	dup, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, msgID)
+	pending := c.o.Bus.Start(bus.OutSubject(c.o.Name), env, msgID)
+	later(ctx, w, func(w encoder) {
+		defer cancel()
+		c.stored(pubCtx, w, m, env, msgID, pending)
+	})
+	return nil
+}
+
+// stored answers m once the store has answered for it (pipeline.go): an
+// error stanza when it was not stored, nothing when it was.
+func (c *Component) stored(ctx context.Context, w encoder, m *inMessage, env *bus.Envelope, msgID string, pending *bus.Pending) {
+	dup, err := pending.Wait(ctx)
 	if err == nil && dup {
 		// The bus holds this id: a copy of a message in flight, or a
 		// resend of one that failed (failures.go), which is sent again.
-		again, lookupErr := c.resendMsgID(pubCtx, env.User, m.ID, msgID)
+		again, lookupErr := c.resendMsgID(ctx, env.User, m.ID, msgID)
 		switch {
 		case lookupErr != nil:
-			cancel()
 			// A copy of a queued message, or a resend of a failed one:
 			// without the failure count it cannot be told which. Neither
 			// swallowed nor sent twice: the sender is asked to try again.
 			c.log.Error("could not tell a resend from a copy; sender told", "from", m.From, "id", m.ID, "err", lookupErr)
 			c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
-			return c.refuse(w, m, "wait", "internal-server-error",
+			_ = c.refuse(w, m, "wait", "internal-server-error",
 				"the gateway could not tell whether it already has this message; please send it again later")
+			return
 		case again != "":
-			dup, err = c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, again)
+			dup, err = c.o.Bus.Publish(ctx, bus.OutSubject(c.o.Name), env, again)
 		}
 	}
-	cancel()
 	if err != nil {
 		c.log.Error("could not store outbound message; sender told", "from", m.From, "id", m.ID, "err", err)
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Failed)
@@ -269,7 +280,8 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 			// queued after all. Say so, rather than invite a duplicate.
 			text = "the gateway could not confirm that it queued this message (its store did not answer); it may still be delivered"
 		}
-		return c.refuse(w, m, "wait", cond, text)
+		_ = c.refuse(w, m, "wait", cond, text)
+		return
 	}
 	if dup {
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Duplicate)
@@ -277,7 +289,6 @@ func (c *Component) onMessage(ctx context.Context, w encoder, m *inMessage) erro
 		c.queued.add(env.User, outRef(env), time.Now())
 		c.o.Metrics.Message(c.o.Name, metrics.Out, metrics.Queued)
 	}
-	return nil
 }
 
 // isRoom says whether a contact address is one of the network's rooms.
@@ -408,12 +419,22 @@ func (c *Component) onRoomPresence(ctx context.Context, w encoder, p *inPresence
 		Contact:  room,
 		Presence: pr,
 	}
+	// Through the pipeline, like messages: stored in the order read, and
+	// answered after the messages before it.
 	pubCtx, cancel := storeContext(ctx, 5*time.Second)
-	_, err := c.o.Bus.Publish(pubCtx, bus.OutSubject(c.o.Name), env, "")
-	cancel()
-	if err != nil {
-		c.log.Error("could not store a room join or exit", "from", p.From, "room", room, "err", err)
-		return refuse("wait", "internal-server-error", "the gateway could not queue the join; please try again later")
-	}
+	pending := c.o.Bus.Start(bus.OutSubject(c.o.Name), env, "")
+	later(ctx, w, func(w encoder) {
+		defer cancel()
+		if _, err := pending.Wait(pubCtx); err != nil {
+			c.log.Error("could not store a room join or exit", "from", p.From, "room", room, "err", err)
+			if p.Type == "unavailable" {
+				return // never answer an exit with an error
+			}
+			text := "the gateway could not queue the join; please try again later"
+			if err := w.Encode(outPresence{ID: p.ID, From: p.To, To: p.From, Type: "error", Error: newStanzaError("wait", "internal-server-error", text, c.o.Domain)}); err != nil {
+				c.log.Error("room join neither stored nor reported: the stream closed before the error reply could be written", "from", p.From, "room", room, "err", err)
+			}
+		}
+	})
 	return nil
 }

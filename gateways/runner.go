@@ -115,7 +115,7 @@ func NewRunner(o RunnerOptions) (*Runner, error) {
 // consumes until ctx is cancelled (with InboundOnly, it only waits). On
 // return, in-flight sends have finished and the adapter is stopped.
 func (r *Runner) Run(ctx context.Context) error {
-	kv, err := r.o.Bus.JetStream().KeyValue(ctx, bus.BucketIDs)
+	kv, err := r.o.Bus.KeyValue(ctx, bus.BucketIDs) // puts grouped
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

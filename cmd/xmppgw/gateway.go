@@ -148,7 +148,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
-	messages, err := b.JetStream().KeyValue(ctx, bus.BucketMessages)
+	// Grouped: attempt and status records are written in volume.
+	messages, err := b.KeyValue(ctx, bus.BucketMessages)
 	if err != nil {
 		return nil, fmt.Errorf("bus: %w", err)
 	}
