@@ -15,7 +15,7 @@ build:
 	$(GO) build -tags $(TAGS) -o bin/xmppgw ./cmd/xmppgw
 
 test:
-	bash deploy/install-deps.sh prosody ejabberd ngircd nodejs dendrite
+	bash deploy/install-deps.sh prosody ejabberd ngircd nodejs strace dendrite
 	$(GO) test -tags $(TAGS) -race -count=1 ./...
 
 # Fault injection (internal/faults, build tag "faults"): kill -9 of the

@@ -347,6 +347,11 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 	var ack *jetstream.PubAck
 	var err error
 	if p.done == nil {
+		if err := caller.Err(); err != nil {
+			// Its time ran out waiting behind others: never sent, so the
+			// outcome is known.
+			return nil, fmt.Errorf("bus: publish %s: not sent: %w", p.subject, err)
+		}
 		ack, err = b.js.PublishMsg(pctx, p.msg)
 	} else {
 		select {
@@ -356,8 +361,14 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 			err = pctx.Err()
 		}
 	}
+	// Health is kept per subject; a bucket's keys share one.
+	subject := p.subject
+	if rest, ok := strings.CutPrefix(subject, "$KV."); ok {
+		bucket, _, _ := strings.Cut(rest, ".")
+		subject = "$KV." + bucket
+	}
 	if err == nil {
-		b.health.recordPublish(p.subject, nil)
+		b.health.recordPublish(subject, nil)
 		return ack, nil
 	}
 	if errors.Is(context.Cause(pctx), ErrStoreRefusing) {
@@ -369,7 +380,7 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 	// reconnect in progress: publishes wait for it instead of being
 	// refused at once.
 	if b.emb != nil && caller.Err() == nil && storeFailed(err) {
-		b.health.recordPublish(p.subject, err)
+		b.health.recordPublish(subject, err)
 	}
 	if errors.Is(err, ErrOutcomeUnknown) {
 		return nil, fmt.Errorf("bus: publish %s: %w", p.subject, err)
