@@ -1,10 +1,13 @@
 package component
 
 import (
+	"bytes"
 	"context"
+	"encoding/xml"
 	"sync"
 	"time"
 
+	"mellium.im/xmlstream"
 	"mellium.im/xmpp"
 )
 
@@ -83,8 +86,32 @@ func (o *offReader) wait(timeout time.Duration) {
 
 type sessionEncoder struct{ sess *xmpp.Session }
 
+// Encode writes v through the session's token writer, not Session.Encode:
+// mellium's Encode does not look at whether our </stream:stream> has gone
+// out, so a reply made after it "succeeds" into bytes no server reads (the
+// sender is never told, and the gateway thinks it did). The token writer
+// holds the session's output lock for the whole stanza and refuses every
+// token once the stream is closed, so a reply either goes out whole before
+// the close or fails (and its message is logged as unanswered).
 func (e sessionEncoder) Encode(v any) error {
-	ctx, cancel := context.WithTimeout(context.Background(), replyTimeout)
-	defer cancel()
-	return e.sess.Encode(ctx, v)
+	data, err := xml.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w := e.sess.TokenWriter()
+	defer w.Close()
+	conn := e.sess.Conn()
+	_ = conn.SetWriteDeadline(time.Now().Add(replyTimeout))
+	defer conn.SetWriteDeadline(time.Time{})
+	if _, err := xmlstream.Copy(w, rawTokens{xml.NewDecoder(bytes.NewReader(data))}); err != nil {
+		return err
+	}
+	return w.Flush()
 }
+
+// rawTokens reads tokens as written (prefixes and xmlns attributes kept),
+// as mellium's own Encode does, so that copying them to the stream's
+// encoder does not rewrite namespaces.
+type rawTokens struct{ d *xml.Decoder }
+
+func (r rawTokens) Token() (xml.Token, error) { return r.d.RawToken() }
