@@ -196,6 +196,14 @@ func (r *Runner) Run(ctx context.Context) error {
 			r.work(workCtx, q, held)
 		}(queues[i])
 	}
+	// Messages another runner took and has not settled go before newer
+	// ones (takeover.go).
+	tk := newTakeover(ctx, cons, func(j *job) { queues[r.queueFor(j.env)].push(j) })
+	tkDone := make(chan struct{})
+	go func() {
+		defer close(tkDone)
+		tk.wait(ctx, cons, takeoverMax(r.o.AckWait), r.log)
+	}()
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
 		j := &job{msg: msg, stopping: ctx.Done()}
@@ -205,8 +213,9 @@ func (r *Runner) Run(ctx context.Context) error {
 			return
 		}
 		held.add(msg)
-		queues[r.queueFor(j.env)].push(j)
+		tk.take(j)
 	})
+	<-tkDone
 	// Stopped taking new work: the workers finish what they hold, within the
 	// grace period, so shutdown stays quick even with a slow network.
 	for _, q := range queues {
