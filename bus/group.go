@@ -65,6 +65,8 @@ type Pending struct {
 	// Without one: the publish is made by Wait, so that messages whose
 	// Waits are called in order are stored in order.
 	msg *nats.Msg
+	// refused: failed before anything was sent (err says why).
+	refused bool
 }
 
 // committer groups the writes to one stream.
@@ -294,7 +296,7 @@ func (b *Bus) Start(subject string, e *Envelope, msgID string) *Pending {
 }
 
 func (b *Bus) failed(subject string, err error) *Pending {
-	p := &Pending{b: b, subject: subject, done: make(chan struct{})}
+	p := &Pending{b: b, subject: subject, done: make(chan struct{}), refused: true}
 	p.finish(nil, err)
 	return p
 }
@@ -324,42 +326,36 @@ func (p *Pending) Wait(ctx context.Context) (duplicate bool, err error) {
 
 func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 	b := p.b
-	// The bus's own bound on its store's answer, within the caller's: a
-	// store that does not answer in time is failing; a caller that gives up
-	// first says nothing about the store. External NATS keeps the caller's
-	// (a reconnect there is waited for).
-	caller := ctx
-	if b.emb != nil {
-		bound := answerTimeout
-		if b.health.degraded() {
-			bound = degradedTimeout
-		}
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, bound)
-		defer cancel()
+	if p.refused {
+		return nil, p.err // refused before anything was sent
 	}
-	// A store fault recorded while this publish waits means the store will
-	// not answer it: give up then rather than at the timeout. Whether the
-	// message was stored is unknown (its dedup id covers a resend).
-	pctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
-	var ack *jetstream.PubAck
-	var err error
-	if p.done == nil {
-		if err := caller.Err(); err != nil {
-			// Its time ran out waiting behind others: never sent, so the
-			// outcome is known.
+	if err := ctx.Err(); err != nil {
+		// The caller gave up before waiting: an error whatever the store
+		// answers, so that it does not depend on how fast the store was.
+		if p.done == nil {
+			// Never sent (Wait would have sent it), so the outcome is known.
 			return nil, fmt.Errorf("bus: publish %s: not sent: %w", p.subject, err)
 		}
-		ack, err = b.js.PublishMsg(pctx, p.msg)
-	} else {
+		return nil, fmt.Errorf("bus: publish %s: %w (%w)", p.subject, err, ErrOutcomeUnknown)
+	}
+	caller := ctx
+	var (
+		ack   *jetstream.PubAck
+		err   error
+		cause error // why the wait was cut short, if it was
+		known bool
+	)
+	if p.done != nil {
+		// An answer already in is taken as it is: a store fault recorded
+		// since does not make it unknown.
 		select {
 		case <-p.done:
-			ack, err = p.ack, p.err
-		case <-pctx.Done():
-			err = pctx.Err()
+			ack, err, known = p.ack, p.err, true
+		default:
 		}
+	}
+	if !known {
+		ack, err, cause = p.await(ctx)
 	}
 	// Health is kept per subject; a bucket's keys share one.
 	subject := p.subject
@@ -371,7 +367,7 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 		b.health.recordPublish(subject, nil)
 		return ack, nil
 	}
-	if errors.Is(context.Cause(pctx), ErrStoreRefusing) {
+	if errors.Is(cause, ErrStoreRefusing) {
 		return nil, fmt.Errorf("bus: publish %s: %w (%w): %v", p.subject, ErrStoreRefusing, ErrOutcomeUnknown, b.StoreFault())
 	}
 	// Write health is tracked for the embedded server, whose store is
@@ -390,6 +386,41 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 		return nil, fmt.Errorf("bus: publish %s: %w (%w)", p.subject, err, ErrOutcomeUnknown)
 	}
 	return nil, fmt.Errorf("bus: publish %s: %w", p.subject, err)
+}
+
+// await waits for the store's answer within the bus's bounds (publishing
+// first when no committer does); cause says why the wait was cut short.
+func (p *Pending) await(ctx context.Context) (*jetstream.PubAck, error, error) {
+	b := p.b
+	// The bus's own bound on its store's answer, within the caller's: a
+	// store that does not answer in time is failing; a caller that gives up
+	// first says nothing about the store. External NATS keeps the caller's
+	// (a reconnect there is waited for).
+	if b.emb != nil {
+		bound := answerTimeout
+		if b.health.degraded() {
+			bound = degradedTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, bound)
+		defer cancel()
+	}
+	// A store fault recorded while this publish waits means the store will
+	// not answer it: give up then rather than at the timeout. Whether the
+	// message was stored is unknown (its dedup id covers a resend).
+	pctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
+	if p.done == nil {
+		ack, err := b.js.PublishMsg(pctx, p.msg)
+		return ack, err, context.Cause(pctx)
+	}
+	select {
+	case <-p.done:
+		return p.ack, p.err, nil
+	case <-pctx.Done():
+		return nil, pctx.Err(), context.Cause(pctx)
+	}
 }
 
 // Put stores value under key in bucket (one of this package's buckets),
