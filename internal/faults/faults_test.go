@@ -321,13 +321,7 @@ func diskFull(t *testing.T) *env {
 // fsck, mount, start it again.
 func diskReadOnly(t *testing.T) *env {
 	img, mnt := mountExt4(t, "256M")
-	// One conversation, as before the series was spread: with 8 the
-	// runners have more writes in flight when the disk fails, and in 2 of
-	// 4 runs (2026-12-05) one write acknowledged just before the ext4
-	// error did not survive the repair: a message lost, or its attempt
-	// record lost and the message sent twice. docs/reliability.md; not
-	// yet understood (issue #16's durability test is where to look).
-	e := newEnv(t, envOptions{dataDir: filepath.Join(mnt, "data"), conversations: 1})
+	e := newEnv(t, envOptions{dataDir: filepath.Join(mnt, "data")})
 	e.start()
 	e.waitFor("a fifth of the traffic written, and some of it through", time.Minute, e.midTraffic)
 	if _, err := remount(mnt, "ro", time.Second); err != nil {
