@@ -2,6 +2,7 @@ package gateways
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,36 +19,62 @@ import (
 // later messages before its earlier ones (up to MaxAckPending of them:
 // with the component's reader keeping up, issue #16, a backlog is the
 // normal state under load). So a runner that starts while messages
-// delivered before it are still unsettled holds back the new ones — those
-// JetStream delivers for the first time — until the old ones are settled
-// (the consumer's ack floor reaches the last of them: acknowledged by a
-// live peer, or redelivered to this runner after AckWait and sent), and
-// sends the redelivered old ones meanwhile. A peer that keeps its messages
-// longer (a conversation retrying a failing send) does not stall the new
-// runner for good: the hold ends after takeoverMax at the latest.
+// delivered before it are unsettled holds back the new ones — those
+// JetStream delivers for the first time — until each old one has either
+// come to this runner (redelivered: it then goes first, in its
+// conversation's queue) or left the stream (a live peer settled it). The
+// old ones are those between the consumer's ack floor and the last
+// sequence it delivered that the stream still holds: the consumer's own
+// count of pending messages is not used, because after a store failure it
+// can name messages that are gone. A peer that keeps its messages longer
+// (a conversation retrying a failing send) does not stall the new runner
+// for good: the hold ends after takeoverMax at the latest.
 
 // takeoverMax bounds the hold: the dead runner's messages come back after
-// AckWait, and sending them takes a moment more.
+// AckWait.
 func takeoverMax(ackWait time.Duration) time.Duration { return 2*ackWait + 5*time.Second }
 
+// maxTakeoverScan bounds the sequences looked at when starting: beyond
+// it, no hold (the order across the takeover is then not kept).
+const maxTakeoverScan = 20000
+
 // takeover holds back first deliveries until the messages delivered before
-// this runner started are settled.
+// this runner started are with it or gone.
 type takeover struct {
 	mu     sync.Mutex
 	open   bool
-	top    uint64 // the last stream sequence delivered before this runner started
+	top    uint64              // the last stream sequence delivered before this runner started
+	old    map[uint64]struct{} // those still in the stream, not yet come here
 	parked []*job
 	push   func(*job)
 }
 
-// newTakeover looks at the consumer: nothing unsettled, nothing to hold.
-func newTakeover(ctx context.Context, cons jetstream.Consumer, push func(*job)) *takeover {
+// newTakeover looks at the consumer and the stream: nothing unsettled,
+// nothing to hold.
+func newTakeover(ctx context.Context, cons jetstream.Consumer, stream jetstream.Stream, log *slog.Logger, push func(*job)) *takeover {
 	t := &takeover{open: true, push: push}
 	info, err := cons.Info(ctx)
 	if err != nil || info.NumAckPending == 0 || info.AckFloor.Stream >= info.Delivered.Stream {
 		return t
 	}
-	t.open, t.top = false, info.Delivered.Stream
+	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
+	if to-from >= maxTakeoverScan {
+		log.Warn("too many messages taken before this runner started to keep their order against newer ones", "from", from, "to", to)
+		return t
+	}
+	old := map[uint64]struct{}{}
+	for seq := from; seq <= to; seq++ {
+		if _, err := stream.GetMsg(ctx, seq); err == nil {
+			old[seq] = struct{}{}
+		} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			log.Warn("could not look at the messages taken before this runner started; newer ones are not held back", "err", err)
+			return t
+		}
+	}
+	if len(old) == 0 {
+		return t
+	}
+	t.open, t.top, t.old = false, to, old
 	return t
 }
 
@@ -55,51 +82,74 @@ func newTakeover(ctx context.Context, cons jetstream.Consumer, push func(*job)) 
 func (t *takeover) take(j *job) {
 	t.mu.Lock()
 	if !t.open && j.msg != nil {
-		if md, err := j.msg.Metadata(); err == nil && md.NumDelivered == 1 && md.Sequence.Stream > t.top {
-			t.parked = append(t.parked, j)
-			t.mu.Unlock()
-			return
+		if md, err := j.msg.Metadata(); err == nil {
+			seq := md.Sequence.Stream
+			switch {
+			case seq <= t.top:
+				delete(t.old, seq) // an old one, come back: it goes first
+			case md.NumDelivered == 1:
+				t.parked = append(t.parked, j)
+				t.mu.Unlock()
+				return
+			}
 		}
 	}
 	t.mu.Unlock()
 	t.push(j)
 }
 
-// wait ends the hold when the old messages are settled, at the latest
+// wait ends the hold when the old messages are here or gone, at the latest
 // after max, or when ctx ends; then the parked jobs go on, in order.
-func (t *takeover) wait(ctx context.Context, cons jetstream.Consumer, max time.Duration, log *slog.Logger) {
+func (t *takeover) wait(ctx context.Context, stream jetstream.Stream, max time.Duration, log *slog.Logger) {
 	t.mu.Lock()
-	held := !t.open
+	held, n := !t.open, len(t.old)
 	t.mu.Unlock()
 	if !held {
 		return
 	}
-	log.Info("messages taken before this runner started are not settled yet (a runner that died, or one still sending): newer messages wait until they are, so each conversation keeps its order",
-		"up_to_sequence", t.top, "at_most", max)
+	log.Info("messages taken before this runner started are not settled yet (a runner that died, or one still sending): newer messages wait until those are here or settled, so each conversation keeps its order",
+		"messages", n, "up_to_sequence", t.top, "at_most", max)
 	began := time.Now()
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
-	settled := false
-	for !settled {
+	for {
 		select {
 		case <-ctx.Done():
 			// Shutdown: the parked jobs go to the workers, whose
 			// shutdown finishes or hands back what they hold.
-			settled = true
+			t.release()
+			return
 		case <-deadline.C:
 			log.Warn("messages taken before this runner started are still not settled; sending newer ones, whose order against those may not be kept",
 				"up_to_sequence", t.top, "after", max)
-			settled = true
+			t.release()
+			return
 		case <-tick.C:
-			if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream >= t.top {
-				log.Info("messages taken before this runner started are settled; newer ones go on", "after", time.Since(began).Round(time.Millisecond))
-				settled = true
+		}
+		t.mu.Lock()
+		left := make([]uint64, 0, len(t.old))
+		for seq := range t.old {
+			left = append(left, seq)
+		}
+		t.mu.Unlock()
+		for _, seq := range left {
+			if _, err := stream.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+				t.mu.Lock()
+				delete(t.old, seq) // settled elsewhere
+				t.mu.Unlock()
 			}
 		}
+		t.mu.Lock()
+		done := len(t.old) == 0
+		t.mu.Unlock()
+		if done {
+			log.Info("messages taken before this runner started are here or settled; newer ones go on", "after", time.Since(began).Round(time.Millisecond))
+			t.release()
+			return
+		}
 	}
-	t.release()
 }
 
 // release ends the hold: the parked jobs go on, in the order they came.
