@@ -82,7 +82,8 @@ type committer struct {
 	quit    chan struct{}
 	done    chan struct{}
 
-	// For tests and the benchmark: the sizes of the groups committed.
+	// For tests: the size of each group committed, and whether it went
+	// as an atomic batch. Set before the first submit.
 	onGroup func(n int, atomic bool)
 }
 
