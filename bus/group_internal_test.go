@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // groups records the groups a committer makes.
@@ -199,5 +197,4 @@ func TestGroupedPut(t *testing.T) {
 	if _, err := kv.Put(ctx, "k.0", nil); err != nil {
 		t.Errorf("empty value: %v", err)
 	}
-	var _ jetstream.KeyValue = kv
 }

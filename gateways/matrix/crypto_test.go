@@ -22,29 +22,20 @@ import (
 	"github.com/xmppgw/xmppgw/internal/dendritetest"
 )
 
-// encryptedState is the m.room.encryption initial state Element puts in
-// the rooms it creates.
-func encryptedState() []*event.Event {
-	return []*event.Event{{Type: event.StateEncryption, StateKey: new(string),
-		Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
-}
-
 // waitGatewayKeys waits until the homeserver has the keys of the
 // gateway's device for gtalice (uploaded when its session opened them).
 func (w *world) waitGatewayKeys(t *testing.T) {
 	t.Helper()
-	waitFor(t, "the gateway's device keys", func() bool {
-		devs, err := w.bob.Devices(ctxT(t), "@gtalice:localhost")
-		if err != nil {
-			return false
-		}
-		for _, d := range devs {
-			if len(d.Keys) > 0 {
-				return true
-			}
-		}
-		return false
-	})
+	w.bob.WaitDeviceKeys(t, "@gtalice:localhost", wait)
+}
+
+// startEncrypted starts a (bob must have encryption), waits for its
+// device's keys and opens the encrypted direct chat bob starts.
+func (w *world) startEncrypted(t *testing.T, a *matrix.Adapter) (*gatewaytest.Host, id.RoomID) {
+	t.Helper()
+	h := w.start(t, a)
+	w.waitGatewayKeys(t)
+	return h, encryptedDM(t, w)
 }
 
 // wireType is the type of an event as the homeserver stores it.
@@ -62,7 +53,7 @@ func wireType(t *testing.T, u *dendritetest.User, room id.RoomID, ev id.EventID)
 func encryptedDM(t *testing.T, w *world) id.RoomID {
 	t.Helper()
 	room, err := w.bob.CreateRoom(ctxT(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true,
-		Invite: []id.UserID{"@gtalice:localhost"}, InitialState: encryptedState()})
+		Invite: []id.UserID{"@gtalice:localhost"}, InitialState: dendritetest.EncryptedState()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,9 +71,7 @@ func TestEncryptedDirect(t *testing.T) {
 	w := newWorld(t)
 	w.bob.EnableCrypto(t)
 	a := w.adapter(t)
-	h := w.start(t, a)
-	w.waitGatewayKeys(t)
-	room := encryptedDM(t, w)
+	h, room := w.startEncrypted(t, a)
 	ctx := ctxT(t)
 
 	start := time.Now()
@@ -212,7 +201,7 @@ func TestEncryptedRoom(t *testing.T) {
 	h := w.start(t, a)
 	w.waitGatewayKeys(t)
 	ctx := ctxT(t)
-	created, err := w.bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "vault", Topic: "secrets", InitialState: encryptedState()})
+	created, err := w.bob.CreateRoom(ctx, &mautrix.ReqCreateRoom{Preset: "public_chat", RoomAliasName: "vault", Topic: "secrets", InitialState: dendritetest.EncryptedState()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -250,9 +239,7 @@ func TestEncryptedResume(t *testing.T) {
 	w := newWorld(t)
 	w.bob.EnableCrypto(t)
 	a := w.adapter(t)
-	h := w.start(t, a)
-	w.waitGatewayKeys(t)
-	room := encryptedDM(t, w)
+	h, room := w.startEncrypted(t, a)
 	ctx := ctxT(t)
 	if _, err := w.bob.SendText(ctx, room, "before"); err != nil {
 		t.Fatal(err)
@@ -305,7 +292,7 @@ func bodies(h *gatewaytest.Host) []string {
 // encrypting (so the direct chat the adapter creates is encrypted) and the
 // suite's room encrypted.
 func TestConformanceEncrypted(t *testing.T) {
-	bob := conformance(t, func(u *dendritetest.User) { u.EnableCrypto(t) }, encryptedState())
+	bob := conformance(t, func(u *dendritetest.User) { u.EnableCrypto(t) }, dendritetest.EncryptedState())
 	n := 0
 	for _, e := range bob.Seen() {
 		if e.Sender == "@gtalice:localhost" && (e.Type == event.EventMessage || e.Type == event.EventEncrypted) && e.Unsigned.RedactedBecause == nil {

@@ -92,9 +92,7 @@ func TestEncryptedMedia(t *testing.T) {
 	defer public.Close()
 	a := w.adapterAt(t, public.URL)
 	handler = a.HTTPHandler()
-	h := w.start(t, a)
-	w.waitGatewayKeys(t)
-	room := encryptedDM(t, w)
+	h, room := w.startEncrypted(t, a)
 	ctx := ctxT(t)
 	var keys []string // every key and IV of the test's files
 
@@ -233,9 +231,7 @@ func TestEncryptedMediaWithoutLinks(t *testing.T) {
 	w := newWorld(t)
 	w.bob.EnableCrypto(t)
 	a := w.adapter(t)
-	h := w.start(t, a)
-	w.waitGatewayKeys(t)
-	room := encryptedDM(t, w)
+	h, room := w.startEncrypted(t, a)
 	f := attachment.NewEncryptedFile()
 	ct := bytes.Clone(png)
 	f.EncryptInPlace(ct)

@@ -13,6 +13,8 @@ import (
 	"maunium.net/go/mautrix/crypto"
 	"maunium.net/go/mautrix/event"
 	"maunium.net/go/mautrix/id"
+
+	"github.com/xmppgw/xmppgw/internal/proctest"
 )
 
 // EnableCrypto gives the user's device end-to-end encryption, as Element
@@ -55,13 +57,34 @@ func (u *User) SendEncrypted(ctx context.Context, room id.RoomID, typ event.Type
 	return u.SendMessageEvent(ctx, room, event.EventEncrypted, enc, mautrix.ReqSendEvent{DontEncrypt: true})
 }
 
-// Device returns the keys the homeserver has for user's devices.
-func (u *User) Devices(ctx context.Context, user id.UserID) (map[id.DeviceID]mautrix.DeviceKeys, error) {
-	resp, err := u.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: map[id.UserID]mautrix.DeviceIDList{user: nil}})
-	if err != nil {
-		return nil, err
+// WaitDeviceKeys waits until the homeserver has keys for one of user's
+// devices (a device with encryption uploads them when it starts).
+func (u *User) WaitDeviceKeys(t testing.TB, user id.UserID, timeout time.Duration) {
+	t.Helper()
+	ok := proctest.Poll(timeout, 50*time.Millisecond, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		resp, err := u.QueryKeys(ctx, &mautrix.ReqQueryKeys{DeviceKeys: map[id.UserID]mautrix.DeviceIDList{user: nil}})
+		if err != nil {
+			return false
+		}
+		for _, d := range resp.DeviceKeys[user] {
+			if len(d.Keys) > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("no device keys of %s on the homeserver within %v", user, timeout)
 	}
-	return resp.DeviceKeys[user], nil
+}
+
+// EncryptedState is the m.room.encryption initial state Element puts in
+// the rooms it creates.
+func EncryptedState() []*event.Event {
+	return []*event.Event{{Type: event.StateEncryption, StateKey: new(string),
+		Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
 }
 
 // userCrypto is a test user's Olm machine, as Sync and mautrix's client

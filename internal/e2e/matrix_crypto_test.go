@@ -3,7 +3,6 @@
 package e2e_test
 
 import (
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,17 +29,11 @@ import (
 // answers are still readable; unregistering deletes the device's keys.
 func TestMatrixEncrypted(t *testing.T) {
 	t.Parallel()
-	hs := dendritetest.Start(t)
-	hs.Register(t, "alice", "matrixpass")
-	carol := hs.User(t, "carol")
+	env := startMatrix(t)
+	alice := env.alice
+	carol := env.hs.User(t, "carol")
 	carol.EnableCrypto(t)
 	const carolJID = "carol%localhost@" + matrixDomain
-	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{matrixDomain: "secret"}})
-	dir, httpAddr := t.TempDir(), proctest.FreeAddr(t)
-	config := matrixConfig(srv.ComponentAddr())
-	g := startGatewayIn(t, dir, httpAddr, config)
-	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
-	alice := xmpptest.Login(t, srv, "alice", "password")
 	top := t
 
 	// Plain XEP-0077 fields (no form) cannot name the homeserver.
@@ -51,28 +44,12 @@ func TestMatrixEncrypted(t *testing.T) {
 		t.Errorf("a registration without the form: %s, want not-acceptable asking for the form", s.Raw)
 	}
 
-	alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='reg'><query xmlns='jabber:iq:register'>`+
-		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field>`+
-		`<field var='homeserver'><value>`+hs.URL()+`</value></field>`+
-		`<field var='username'><value>@alice:localhost</value></field>`+
-		`<field var='password'><value>matrixpass</value></field></x></query></iq>`)
-	if s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "reg" }); s.Type != "result" {
+	if s := env.register(t, "reg", "matrixpass"); s.Type != "result" {
 		t.Fatalf("registering: %s", s.Raw)
 	}
 	// The gateway's device uploads its keys once its session opened them.
-	if !proctest.Poll(matrixWait, 50*time.Millisecond, func() bool {
-		devs, err := carol.Devices(ctxFor(t), "@alice:localhost")
-		for _, d := range devs {
-			if len(d.Keys) > 0 {
-				return err == nil
-			}
-		}
-		return false
-	}) {
-		t.Fatal("the gateway's device did not upload its keys")
-	}
-	encrypted := []*event.Event{{Type: event.StateEncryption, StateKey: new(string),
-		Content: event.Content{Parsed: &event.EncryptionEventContent{Algorithm: id.AlgorithmMegolmV1}}}}
+	carol.WaitDeviceKeys(t, "@alice:localhost", matrixWait)
+	encrypted := dendritetest.EncryptedState()
 	dm, err := carol.CreateRoom(ctxFor(t), &mautrix.ReqCreateRoom{Preset: "trusted_private_chat", IsDirect: true,
 		Invite: []id.UserID{"@alice:localhost"}, InitialState: encrypted})
 	if err != nil {
@@ -137,16 +114,14 @@ func TestMatrixEncrypted(t *testing.T) {
 	})
 
 	t.Run("kill -9 of the gateway mid-conversation", func(t *testing.T) {
-		_ = g.cmd.Process.Kill()
-		<-g.exited
 		want := []string{"while down 1", "while down 2", "while down 3"}
-		for _, body := range want {
-			if _, err := carol.SendText(ctxFor(t), room, body); err != nil {
-				t.Fatal(err)
+		env.killAndRestart(top, func() {
+			for _, body := range want {
+				if _, err := carol.SendText(ctxFor(t), room, body); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		g = startGatewayIn(top, dir, httpAddr, config) // lives as long as the whole test
-		g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+		})
 		waitConv(t, alice, carolJID, func(m conv) bool { return m.Body == want[len(want)-1] })
 		alice.SendRaw(t, `<message to='`+carolJID+`' type='chat' id='e9'><body>still secret</body></message>`)
 		e := carol.Wait(t, matrixWait, "alice's answer after the restart", func(e *event.Event) bool { return dendritetest.Body(e) == "still secret" })
@@ -170,14 +145,11 @@ func TestMatrixEncrypted(t *testing.T) {
 	})
 
 	t.Run("unregistering deletes the device's keys", func(t *testing.T) {
-		store := filepath.Join(dir, "data", "matrix-crypto", "matrix")
+		store := filepath.Join(env.dir, "data", "matrix-crypto", "matrix")
 		if files, _ := os.ReadDir(store); len(files) == 0 {
 			t.Fatalf("no crypto store in %s", store)
 		}
-		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='unreg'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
-		if s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "unreg" }); s.Type != "result" {
-			t.Fatalf("unregistering: %s", s.Raw)
-		}
+		env.unregister(t)
 		if !proctest.Poll(matrixWait, 50*time.Millisecond, func() bool {
 			files, _ := os.ReadDir(store)
 			return len(files) == 0
@@ -185,7 +157,7 @@ func TestMatrixEncrypted(t *testing.T) {
 			t.Errorf("the crypto store in %s is still there after unregistering", store)
 		}
 	})
-	if strings.Contains(g.log.String(), "matrixpass") {
+	if strings.Contains(env.g.log.String(), "matrixpass") {
 		t.Errorf("the gateway logged the password")
 	}
 }

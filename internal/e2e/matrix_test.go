@@ -53,17 +53,64 @@ gateways:
 `, componentAddr, matrixDomain)
 }
 
+// matrixEnv is what both Matrix tests run on: a real Dendrite with
+// @alice:localhost, a real Prosody, the gateway's binary and alice's XMPP
+// client (not yet registered with the gateway).
+type matrixEnv struct {
+	hs                    *dendritetest.Server
+	alice                 *xmpptest.Client
+	g                     *gw
+	dir, httpAddr, config string
+}
+
+func startMatrix(t *testing.T) *matrixEnv {
+	t.Helper()
+	e := &matrixEnv{hs: dendritetest.Start(t)}
+	e.hs.Register(t, "alice", "matrixpass")
+	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{matrixDomain: "secret"}})
+	e.dir, e.httpAddr, e.config = t.TempDir(), proctest.FreeAddr(t), matrixConfig(srv.ComponentAddr())
+	e.g = startGatewayIn(t, e.dir, e.httpAddr, e.config)
+	e.g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+	e.alice = xmpptest.Login(t, srv, "alice", "password")
+	return e
+}
+
+// register submits the registration form as @alice:localhost and returns
+// the answer.
+func (e *matrixEnv) register(t *testing.T, id, password string) xmpptest.Stanza {
+	t.Helper()
+	e.alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='`+id+`'><query xmlns='jabber:iq:register'>`+
+		`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field>`+
+		`<field var='homeserver'><value>`+e.hs.URL()+`</value></field>`+
+		`<field var='username'><value>@alice:localhost</value></field>`+
+		`<field var='password'><value>`+password+`</value></field></x></query></iq>`)
+	return e.alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == id })
+}
+
+// unregister removes alice's registration and checks it was taken.
+func (e *matrixEnv) unregister(t *testing.T) {
+	t.Helper()
+	e.alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='unreg'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
+	if s := e.alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "unreg" }); s.Type != "result" {
+		t.Fatalf("unregistering: %s", s.Raw)
+	}
+}
+
+// killAndRestart kills the gateway (-9), runs meanwhile, and starts it
+// again on the same data, for the rest of top.
+func (e *matrixEnv) killAndRestart(top *testing.T, meanwhile func()) {
+	_ = e.g.cmd.Process.Kill()
+	<-e.g.exited
+	meanwhile()
+	e.g = startGatewayIn(top, e.dir, e.httpAddr, e.config)
+	e.g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+}
+
 func TestMatrix(t *testing.T) {
 	t.Parallel()
-	hs := dendritetest.Start(t)
-	hs.Register(t, "alice", "matrixpass")
+	env := startMatrix(t)
+	hs, alice, httpAddr := env.hs, env.alice, env.httpAddr
 	bob := hs.User(t, "bob")
-	srv := xmpptest.StartProsody(t, xmpptest.Options{Components: map[string]string{matrixDomain: "secret"}})
-	dir, httpAddr := t.TempDir(), proctest.FreeAddr(t)
-	config := matrixConfig(srv.ComponentAddr())
-	g := startGatewayIn(t, dir, httpAddr, config)
-	g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
-	alice := xmpptest.Login(t, srv, "alice", "password")
 	top := t
 
 	t.Run("the registration form asks for a Matrix login", func(t *testing.T) {
@@ -75,21 +122,13 @@ func TestMatrix(t *testing.T) {
 			}
 		}
 	})
-	register := func(id, password string) xmpptest.Stanza {
-		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='`+id+`'><query xmlns='jabber:iq:register'>`+
-			`<x xmlns='jabber:x:data' type='submit'><field var='FORM_TYPE'><value>jabber:iq:register</value></field>`+
-			`<field var='homeserver'><value>`+hs.URL()+`</value></field>`+
-			`<field var='username'><value>@alice:localhost</value></field>`+
-			`<field var='password'><value>`+password+`</value></field></x></query></iq>`)
-		return alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == id })
-	}
-	if s := register("reg-bad", "wrong"); s.Type != "error" || s.ErrorCondition != "not-acceptable" || strings.Contains(s.Raw, "wrong") {
+	if s := env.register(t, "reg-bad", "wrong"); s.Type != "error" || s.ErrorCondition != "not-acceptable" || strings.Contains(s.Raw, "wrong") {
 		t.Errorf("a wrong password: %s, want not-acceptable without the password", s.Raw)
 	}
-	if s := register("reg", "matrixpass"); s.Type != "result" {
+	if s := env.register(t, "reg", "matrixpass"); s.Type != "result" {
 		t.Fatalf("registering: %s", s.Raw)
 	}
-	if strings.Contains(g.log.String(), "matrixpass") {
+	if strings.Contains(env.g.log.String(), "matrixpass") {
 		t.Errorf("the gateway logged the password")
 	}
 
@@ -368,16 +407,14 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 	})
 
 	t.Run("kill -9 of the gateway loses nothing and duplicates nothing", func(t *testing.T) {
-		_ = g.cmd.Process.Kill()
-		<-g.exited
 		want := []string{"while down 1", "while down 2", "while down 3"}
-		for _, body := range want {
-			if _, err := bob.SendText(ctxFor(t), room, body); err != nil {
-				t.Fatal(err)
+		env.killAndRestart(top, func() {
+			for _, body := range want {
+				if _, err := bob.SendText(ctxFor(t), room, body); err != nil {
+					t.Fatal(err)
+				}
 			}
-		}
-		g = startGatewayIn(top, dir, httpAddr, config) // lives as long as the whole test
-		g.waitHTTP("/readyz", http.StatusOK, `"ready"`, matrixWait)
+		})
 		waitConv(t, alice, bobJID, func(m conv) bool { return m.Body == want[len(want)-1] })
 		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m9'><body>after the restart</body></message>`)
 		bob.Wait(t, matrixWait, "alice's message after the restart", func(e *event.Event) bool { return dendritetest.Body(e) == "after the restart" })
@@ -412,10 +449,7 @@ answering you</body><reply to='`+bobJID+`' id='`+in1.ID+`' xmlns='urn:xmpp:reply
 	})
 
 	t.Run("unregistering logs the device out", func(t *testing.T) {
-		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='unreg'><query xmlns='jabber:iq:register'><remove/></query></iq>`)
-		if s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "unreg" }); s.Type != "result" {
-			t.Fatalf("unregistering: %s", s.Raw)
-		}
+		env.unregister(t)
 		alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m10'><body>after logout</body></message>`)
 		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "message" && s.ID == "m10" && s.Type == "error" })
 		if s.ErrorCondition != "registration-required" {
