@@ -199,17 +199,11 @@ func (r *Runner) Run(ctx context.Context) error {
 	// Messages another runner took and has not settled go before newer
 	// ones (takeover.go).
 	push := func(j *job) { queues[r.queueFor(j.env)].push(j) }
-	tk := &takeover{open: true, push: push}
-	stream, err := r.o.Bus.JetStream().Stream(ctx, bus.StreamOut)
-	if err == nil {
-		tk = newTakeover(ctx, cons, stream, r.log, push)
-	} else {
-		r.log.Warn("could not look at the outbound stream; messages taken by a runner before this one are not kept in order against newer ones", "err", err)
-	}
+	tk := newTakeover(ctx, r.o.Bus.JetStream(), cons, r.log, push)
 	tkDone := make(chan struct{})
 	go func() {
 		defer close(tkDone)
-		tk.wait(ctx, stream, takeoverMax(r.o.AckWait), r.log)
+		tk.wait(ctx, takeoverMax(r.o.AckWait))
 	}()
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {

@@ -41,6 +41,10 @@ const maxTakeoverScan = 20000
 // takeover holds back first deliveries until the messages delivered before
 // this runner started are with it or gone.
 type takeover struct {
+	cons   jetstream.Consumer
+	stream jetstream.Stream
+	log    *slog.Logger
+
 	mu     sync.Mutex
 	open   bool
 	top    uint64              // the last stream sequence delivered before this runner started
@@ -49,12 +53,17 @@ type takeover struct {
 	push   func(*job)
 }
 
-// newTakeover looks at the consumer and the stream: nothing unsettled,
+// newTakeover looks at the consumer and its stream: nothing unsettled,
 // nothing to hold.
-func newTakeover(ctx context.Context, cons jetstream.Consumer, stream jetstream.Stream, log *slog.Logger, push func(*job)) *takeover {
-	t := &takeover{open: true, push: push}
+func newTakeover(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, log *slog.Logger, push func(*job)) *takeover {
+	t := &takeover{cons: cons, log: log, open: true, push: push}
 	info, err := cons.Info(ctx)
 	if err != nil || info.NumAckPending == 0 || info.AckFloor.Stream >= info.Delivered.Stream {
+		return t
+	}
+	stream, err := js.Stream(ctx, info.Stream)
+	if err != nil {
+		log.Warn("could not look at the outbound stream; messages taken by a runner before this one are not kept in order against newer ones", "err", err)
 		return t
 	}
 	from, to := info.AckFloor.Stream+1, info.Delivered.Stream
@@ -74,7 +83,7 @@ func newTakeover(ctx context.Context, cons jetstream.Consumer, stream jetstream.
 	if len(old) == 0 {
 		return t
 	}
-	t.open, t.top, t.old = false, to, old
+	t.stream, t.open, t.top, t.old = stream, false, to, old
 	return t
 }
 
@@ -100,19 +109,19 @@ func (t *takeover) take(j *job) {
 
 // wait ends the hold when the old messages are here or gone, at the latest
 // after max, or when ctx ends; then the parked jobs go on, in order.
-func (t *takeover) wait(ctx context.Context, stream jetstream.Stream, max time.Duration, log *slog.Logger) {
+func (t *takeover) wait(ctx context.Context, max time.Duration) {
 	t.mu.Lock()
 	held, n := !t.open, len(t.old)
 	t.mu.Unlock()
 	if !held {
 		return
 	}
-	log.Info("messages taken before this runner started are not settled yet (a runner that died, or one still sending): newer messages wait until those are here or settled, so each conversation keeps its order",
+	t.log.Info("messages taken before this runner started are not settled yet (a runner that died, or one still sending): newer messages wait until those are here or settled, so each conversation keeps its order",
 		"messages", n, "up_to_sequence", t.top, "at_most", max)
 	began := time.Now()
 	deadline := time.NewTimer(max)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		select {
@@ -122,20 +131,29 @@ func (t *takeover) wait(ctx context.Context, stream jetstream.Stream, max time.D
 			t.release()
 			return
 		case <-deadline.C:
-			log.Warn("messages taken before this runner started are still not settled; sending newer ones, whose order against those may not be kept",
+			t.log.Warn("messages taken before this runner started are still not settled; sending newer ones, whose order against those may not be kept",
 				"up_to_sequence", t.top, "after", max)
 			t.release()
 			return
 		case <-tick.C:
 		}
+		// Settled below the ack floor; above it, looked up one by one.
+		var floor uint64
+		if info, err := t.cons.Info(ctx); err == nil {
+			floor = info.AckFloor.Stream
+		}
 		t.mu.Lock()
 		left := make([]uint64, 0, len(t.old))
 		for seq := range t.old {
-			left = append(left, seq)
+			if seq <= floor {
+				delete(t.old, seq)
+			} else {
+				left = append(left, seq)
+			}
 		}
 		t.mu.Unlock()
 		for _, seq := range left {
-			if _, err := stream.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+			if _, err := t.stream.GetMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
 				t.mu.Lock()
 				delete(t.old, seq) // settled elsewhere
 				t.mu.Unlock()
@@ -145,7 +163,7 @@ func (t *takeover) wait(ctx context.Context, stream jetstream.Stream, max time.D
 		done := len(t.old) == 0
 		t.mu.Unlock()
 		if done {
-			log.Info("messages taken before this runner started are here or settled; newer ones go on", "after", time.Since(began).Round(time.Millisecond))
+			t.log.Info("messages taken before this runner started are here or settled; newer ones go on", "after", time.Since(began).Round(time.Millisecond))
 			t.release()
 			return
 		}
