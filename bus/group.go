@@ -194,48 +194,49 @@ func (c *committer) commitQueued() bool {
 func (c *committer) commitAtomic(group []*Pending) error {
 	id := nuid.Next()
 	last := len(group) - 1
-	for i, p := range group {
+	batched := func(i int) *nats.Msg {
+		p := group[i]
 		m := &nats.Msg{Subject: p.msg.Subject, Data: p.msg.Data, Header: nats.Header{}}
 		for k, v := range p.msg.Header {
 			m.Header[k] = v
 		}
 		m.Header.Set("Nats-Batch-Id", id)
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
-		if i < last {
-			if err := c.b.nc.PublishMsg(m); err != nil {
-				return err
-			}
-			continue
-		}
-		m.Header.Set("Nats-Batch-Commit", "1")
-		ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
-		defer cancel()
-		reply, err := c.b.nc.RequestMsgWithContext(ctx, m)
-		if err != nil {
-			if errors.Is(err, nats.ErrNoResponders) {
-				return jetstream.ErrNoStreamResponse
-			}
+		return m
+	}
+	for i := range last {
+		if err := c.b.nc.PublishMsg(batched(i)); err != nil {
 			return err
 		}
-		var ack struct {
-			Stream    string              `json:"stream"`
-			Sequence  uint64              `json:"seq"`
-			Count     int                 `json:"count"`
-			Duplicate bool                `json:"duplicate"`
-			Error     *jetstream.APIError `json:"error"`
+	}
+	commit := batched(last)
+	commit.Header.Set("Nats-Batch-Commit", "1")
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+	defer cancel()
+	reply, err := c.b.nc.RequestMsgWithContext(ctx, commit)
+	if err != nil {
+		if errors.Is(err, nats.ErrNoResponders) {
+			return jetstream.ErrNoStreamResponse
 		}
-		if err := json.Unmarshal(reply.Data, &ack); err != nil {
-			return fmt.Errorf("atomic batch: unreadable answer %q: %v: %w", reply.Data, err, ErrOutcomeUnknown)
-		}
-		if ack.Error != nil {
-			return ack.Error
-		}
-		if ack.Count != len(group) || ack.Sequence < uint64(last) {
-			return fmt.Errorf("atomic batch: %d messages sent, the answer counts %d (sequence %d): %w", len(group), ack.Count, ack.Sequence, ErrOutcomeUnknown)
-		}
-		for j, q := range group {
-			q.finish(&jetstream.PubAck{Stream: ack.Stream, Sequence: ack.Sequence - uint64(last-j)}, nil)
-		}
+		return err
+	}
+	var ack struct {
+		Stream   string              `json:"stream"`
+		Sequence uint64              `json:"seq"`
+		Count    int                 `json:"count"`
+		Error    *jetstream.APIError `json:"error"`
+	}
+	if err := json.Unmarshal(reply.Data, &ack); err != nil {
+		return fmt.Errorf("atomic batch: unreadable answer %q: %v: %w", reply.Data, err, ErrOutcomeUnknown)
+	}
+	if ack.Error != nil {
+		return ack.Error
+	}
+	if ack.Count != len(group) || ack.Sequence < uint64(last) {
+		return fmt.Errorf("atomic batch: %d messages sent, the answer counts %d (sequence %d): %w", len(group), ack.Count, ack.Sequence, ErrOutcomeUnknown)
+	}
+	for j, q := range group {
+		q.finish(&jetstream.PubAck{Stream: ack.Stream, Sequence: ack.Sequence - uint64(last-j)}, nil)
 	}
 	return nil
 }
