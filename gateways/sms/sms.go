@@ -11,7 +11,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nyaruka/phonenumbers"
-	"golang.org/x/time/rate"
 
 	"github.com/xmppgw/xmppgw/gateways"
 	"github.com/xmppgw/xmppgw/gateways/numbers"
@@ -69,9 +68,9 @@ type Gateway struct {
 	regs     jetstream.KeyValue // registrations: groups are kept there
 	msgs     jetstream.KeyValue
 
-	mu       sync.RWMutex
-	host     gateways.Host
-	limiters map[string]*rate.Limiter // per sending number
+	mu    sync.RWMutex
+	host  gateways.Host
+	paces map[string]*pace // per sending number
 }
 
 var (
@@ -110,7 +109,7 @@ func New(o Options) (*Gateway, error) {
 		byID:      map[string]Provider{},
 		msgs:      o.Params.Messages,
 		regs:      o.Params.Registrations,
-		limiters:  map[string]*rate.Limiter{},
+		paces:     map[string]*pace{},
 	}
 	static := map[string]string{}
 	var pool []string
@@ -316,11 +315,21 @@ func (g *Gateway) deliver(ctx context.Context, p Provider, m gateways.Outbound, 
 		return earlier, err
 	}
 	// mps: queue behind earlier sends from this number rather than drop.
-	if err := g.limiter(msg.From).Wait(ctx); err != nil {
+	pace := g.pace(msg.From)
+	if err := pace.takeTurn(ctx); err != nil {
 		return "", fmt.Errorf("waiting for the send rate of %s: %w", msg.From, err)
 	}
 	msg.Attempt = attemptToken(key)
 	if err := g.beginAttempt(ctx, key, m, msg); err != nil {
+		return "", err
+	}
+	if _, err := pace.request(ctx); err != nil {
+		// Not sent: the attempt on record goes, as for a request the
+		// provider refused before creating anything.
+		err = fmt.Errorf("waiting for the send rate of %s: %w", msg.From, err)
+		settle, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		g.endAttempt(settle, p, key, m, "", &NotCreated{Err: err})
+		cancel()
 		return "", err
 	}
 	id, err := send(ctx, msg)
@@ -331,15 +340,15 @@ func (g *Gateway) deliver(ctx context.Context, p Provider, m gateways.Outbound, 
 	return id, err
 }
 
-func (g *Gateway) limiter(number string) *rate.Limiter {
+func (g *Gateway) pace(number string) *pace {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	l, ok := g.limiters[number]
+	p, ok := g.paces[number]
 	if !ok {
-		l = rate.NewLimiter(rate.Limit(g.cfg.MPS), 1)
-		g.limiters[number] = l
+		p = newPace(g.cfg.MPS)
+		g.paces[number] = p
 	}
-	return l
+	return p
 }
 
 // TranslateAddress turns what a person typed into an E.164 number
