@@ -25,7 +25,11 @@ func splitText(body string, limit int) []string {
 	for ln := range strings.SplitSeq(body, "\n") {
 		for len(ln) > limit {
 			cut, next := cutAt(ln, limit)
-			out = append(out, ln[:cut])
+			// A run of spaces longer than a line cuts into chunks of
+			// white space only: IRC cannot carry them, like blank lines.
+			if strings.TrimSpace(ln[:cut]) != "" {
+				out = append(out, ln[:cut])
+			}
 			ln = ln[next:]
 		}
 		if strings.TrimSpace(ln) != "" {
