@@ -110,6 +110,26 @@ type Bus struct {
 	// committers group the writes to each stream that takes atomic
 	// batches (group.go); nil with external NATS.
 	committers map[string]*committer
+
+	// lost is closed when the connection to the embedded server drops,
+	// and replaced: what waits for an answer on it knows the answer may
+	// never come.
+	lostMu sync.Mutex
+	lost   chan struct{}
+}
+
+func (b *Bus) connectionLost() {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	close(b.lost)
+	b.lost = make(chan struct{})
+}
+
+// lostSignal is closed at the connection's next drop.
+func (b *Bus) lostSignal() <-chan struct{} {
+	b.lostMu.Lock()
+	defer b.lostMu.Unlock()
+	return b.lost
 }
 
 // IDsTTL is the expiry of the id map (BucketIDs).
@@ -223,8 +243,10 @@ func (b *Bus) startEmbedded(o Options) error {
 	}
 	// The connection outlives a restart of the server (see watchStore): it
 	// reconnects through b.emb to whichever server is current.
+	b.lost = make(chan struct{})
 	b.nc, err = nats.Connect(b.emb.clientURL(), nats.InProcessServer(b.emb), nats.Name(o.Name),
-		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond))
+		nats.MaxReconnects(-1), nats.ReconnectWait(20*time.Millisecond),
+		nats.DisconnectErrHandler(func(*nats.Conn, error) { b.connectionLost() }))
 	if err != nil {
 		return fmt.Errorf("bus: connect to embedded server: %w", err)
 	}
@@ -351,13 +373,36 @@ func (b *Bus) watchStore(stop <-chan struct{}) {
 		lastRestart = time.Now()
 		b.log.Warn("the data directory accepts writes again but the store still refuses them; restarting the embedded NATS server",
 			"failing_for", time.Since(since).Round(time.Millisecond), "last_error", last)
-		b.emb.stop()
-		if err := b.emb.start(); err != nil {
+		if err := b.restartEmbedded(); err != nil {
 			b.log.Error("restarting the embedded NATS server failed; will retry", "err", err)
-			continue
 		}
-		b.health.restarted()
 	}
+}
+
+// restartEmbedded stops and starts the embedded server and lets work
+// through again once the connection is on the new server. Until then a
+// publish would wait in nats.go's reconnect buffer, and its acknowledgement
+// could be failed by the reconnect still being processed (committer's
+// settleLost gives such messages their answer, at the cost of a publish
+// more).
+func (b *Bus) restartEmbedded() error {
+	b.emb.stop()
+	if err := b.emb.start(); err != nil {
+		return err
+	}
+	b.emb.mu.Lock()
+	id := b.emb.srv.ID()
+	b.emb.mu.Unlock()
+	deadline := time.Now().Add(5 * time.Second)
+	for b.nc.ConnectedServerId() != id || !b.nc.IsConnected() {
+		if time.Now().After(deadline) {
+			b.log.Warn("the connection has not moved to the restarted embedded server within 5s; letting work through", "status", b.nc.Status().String())
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.health.restarted()
+	return nil
 }
 
 // probeGateway names no gateway (their names start with a letter or a

@@ -165,6 +165,12 @@ func (c *committer) commitQueued() bool {
 		if err == nil {
 			return true
 		}
+		if errors.Is(err, nats.ErrDisconnected) {
+			// The batch may or may not be stored: what can be sent again
+			// without making a copy is settled one by one.
+			c.settleLost(group)
+			return true
+		}
 		var apiErr *jetstream.APIError
 		if !errors.As(err, &apiErr) {
 			// No answer (or none that can be read): the batch may or may
@@ -204,6 +210,7 @@ func (c *committer) commitAtomic(group []*Pending) error {
 		m.Header.Set("Nats-Batch-Sequence", strconv.Itoa(i+1))
 		return m
 	}
+	lost := c.b.lostSignal()
 	for i := range last {
 		if err := c.b.nc.PublishMsg(batched(i)); err != nil {
 			return err
@@ -213,10 +220,24 @@ func (c *committer) commitAtomic(group []*Pending) error {
 	commit.Header.Set("Nats-Batch-Commit", "1")
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
+	// A connection that drops takes the answer with it (a request is not
+	// failed by a reconnect, it would wait out answerTimeout).
+	ctx, cancelLost := context.WithCancelCause(ctx)
+	defer cancelLost(nil)
+	go func() {
+		select {
+		case <-lost:
+			cancelLost(nats.ErrDisconnected)
+		case <-ctx.Done():
+		}
+	}()
 	reply, err := c.b.nc.RequestMsgWithContext(ctx, commit)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
 			return jetstream.ErrNoStreamResponse
+		}
+		if cause := context.Cause(ctx); errors.Is(cause, nats.ErrDisconnected) {
+			return cause
 		}
 		return err
 	}
@@ -259,11 +280,17 @@ func (c *committer) commitEach(group []*Pending) {
 	}
 	timeout := time.NewTimer(answerTimeout)
 	defer timeout.Stop()
+	var lost []*Pending
+	defer func() { c.settleLost(lost) }()
 	for _, s := range futures {
 		select {
 		case ack := <-s.f.Ok():
 			s.p.finish(ack, nil)
 		case err := <-s.f.Err():
+			if errors.Is(err, nats.ErrDisconnected) {
+				lost = append(lost, s.p)
+				continue
+			}
 			s.p.finish(nil, err)
 		case <-timeout.C:
 			// The store stopped answering: this and the rest have no
@@ -272,6 +299,39 @@ func (c *committer) commitEach(group []*Pending) {
 			s.p.finish(nil, context.DeadlineExceeded)
 			timeout.Reset(0)
 		}
+	}
+}
+
+// settleLost gives the messages whose acknowledgements a reconnect lost a
+// definite answer. When the connection drops, nats.go fails every pending
+// asynchronous publish with ErrDisconnected, whether the server stored it
+// before it went (the answer lost on the way) or will store it after (it
+// waited in the reconnect buffer). Each is published again, in order, once
+// the connection is back: its dedup id makes that a no-op when the first
+// publish was stored (the answer then says duplicate, as it does for any
+// id the stream holds), and a KV put is the same value written again. A
+// stream message without a dedup id cannot be sent again without risking
+// a copy; it, and whatever is not settled within answerTimeout, keeps
+// ErrDisconnected, which Wait reports as an unknown outcome.
+func (c *committer) settleLost(lost []*Pending) {
+	if len(lost) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
+	defer cancel()
+	for _, p := range lost {
+		if p.msg.Header.Get(jetstream.MsgIDHeader) == "" && !strings.HasPrefix(p.subject, "$KV.") {
+			p.finish(nil, nats.ErrDisconnected)
+			continue
+		}
+		again := &nats.Msg{Subject: p.msg.Subject, Header: p.msg.Header, Data: p.msg.Data}
+		ack, err := c.b.js.PublishMsg(ctx, again)
+		if err != nil {
+			// Not settled: the outcome of the first publish stays
+			// unknown whatever this one's error says.
+			err = fmt.Errorf("%w; sent again: %v", nats.ErrDisconnected, err)
+		}
+		p.finish(ack, err)
 	}
 }
 
@@ -383,8 +443,10 @@ func (p *Pending) wait(ctx context.Context) (*jetstream.PubAck, error) {
 	if errors.Is(err, ErrOutcomeUnknown) {
 		return nil, fmt.Errorf("bus: publish %s: %w", p.subject, err)
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) {
-		// It left, and no answer came back.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrDisconnected) {
+		// It left, and no answer came back (or the connection dropped
+		// before it did: the server may have stored it).
 		return nil, fmt.Errorf("bus: publish %s: %w (%w)", p.subject, err, ErrOutcomeUnknown)
 	}
 	return nil, fmt.Errorf("bus: publish %s: %w", p.subject, err)
