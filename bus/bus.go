@@ -395,6 +395,9 @@ func (b *Bus) restartEmbedded() error {
 	b.emb.mu.Unlock()
 	deadline := time.Now().Add(5 * time.Second)
 	for b.nc.ConnectedServerId() != id || !b.nc.IsConnected() {
+		if b.nc.IsClosed() {
+			break // the bus is closing
+		}
 		if time.Now().After(deadline) {
 			b.log.Warn("the connection has not moved to the restarted embedded server within 5s; letting work through", "status", b.nc.Status().String())
 			break
