@@ -93,8 +93,8 @@ type IQAnswer struct {
 func adapterCommands(cmds []Command) ([]adhocCommand, error) {
 	var out []adhocCommand
 	seen := map[string]bool{}
-	for _, c := range builtinCommands {
-		seen[c.node] = true
+	for _, node := range builtinNodes {
+		seen[node] = true
 	}
 	for _, cmd := range cmds {
 		if cmd.Node == "" || cmd.Execute == nil {

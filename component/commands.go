@@ -31,13 +31,40 @@ type adhocCommand struct {
 	run        func(c *Component, ctx context.Context, user string, submitted *dataForm) (commandOut, *stanzaError)
 }
 
-// builtinCommands are the component's own, served with a Registrar, in
-// the order disco#items lists them; the adapter's (adapter.go) follow.
-var builtinCommands = []adhocCommand{
-	{node: "show-number", name: "Show my number", run: (*Component).showNumber},
-	{node: "assign-number", name: "Assign number", admin: true, form: assignForm, run: (*Component).assignNumber},
-	{node: "unassign-number", name: "Unassign number", admin: true, form: unassignForm, run: (*Component).unassignNumber},
-	{node: "list-registrations", name: "List registrations", admin: true, run: (*Component).listRegistrations},
+// builtinNodes are the nodes of the component's own commands, served with
+// a Registrar; an adapter's commands cannot take them.
+var builtinNodes = []string{"show-number", "assign-number", "unassign-number", "list-registrations"}
+
+// builtinCommands are the component's own, in the order disco#items lists
+// them; the adapter's (adapter.go) follow. The nodes are the same on every
+// network (show-number shows an IRC nick too); names and forms say what
+// the network's addresses are. Assigning is left out where an
+// administrator cannot give a user an address (a Matrix login needs the
+// user's password).
+func (c *Component) builtinCommands() []adhocCommand {
+	a := c.addr
+	cmds := []adhocCommand{{node: "show-number", name: "Show my " + a.noun, run: (*Component).showNumber}}
+	if !c.o.Unassignable {
+		cmds = append(cmds,
+			adhocCommand{node: "assign-number", name: "Assign " + a.noun, admin: true, form: c.assignForm, run: (*Component).assignNumber},
+			adhocCommand{node: "unassign-number", name: "Unassign " + a.noun, admin: true, form: c.unassignForm, run: (*Component).unassignNumber})
+	}
+	return append(cmds, adhocCommand{node: "list-registrations", name: "List registrations", admin: true, run: (*Component).listRegistrations})
+}
+
+// addressWords name a network's addresses in commands and forms.
+type addressWords struct {
+	noun  string // "number", "nick"
+	label string // a column or field naming one: "Phone number"
+	input string // the field an administrator types one into
+}
+
+func wordsFor(noun string) addressWords {
+	if noun == "" || noun == "number" {
+		return addressWords{noun: "number", label: "Phone number", input: "Phone number (E.164)"}
+	}
+	label := strings.ToUpper(noun[:1]) + noun[1:]
+	return addressWords{noun: noun, label: label, input: label}
 }
 
 func (c *Component) findCommand(node string) *adhocCommand {
@@ -202,38 +229,41 @@ func (c *Component) showNumber(ctx context.Context, user string, _ *dataForm) (c
 	if err != nil {
 		return commandOut{}, c.errorFor(err, "show-number lookup")
 	}
+	a := c.addr
 	out := commandOut{Form: &dataForm{
 		Type:   "result",
-		Title:  "Your number",
-		Fields: []formField{{Var: "number", Type: "text-single", Label: "Your phone number", Values: values(number)}},
+		Title:  "Your " + a.noun,
+		Fields: []formField{{Var: "number", Type: "text-single", Label: "Your " + strings.ToLower(a.label[:1]) + a.label[1:], Values: values(number)}},
 	}}
 	if number == "" {
-		out.Notes = infoNote("You have no number; register with the gateway first")
+		out.Notes = infoNote("You have no %s; register with the gateway first", a.noun)
 	} else {
-		out.Notes = infoNote("Your number is %s", number)
+		out.Notes = infoNote("Your %s is %s", a.noun, number)
 	}
 	return out, nil
 }
 
-func assignForm() *dataForm {
+func (c *Component) assignForm() *dataForm {
+	a := c.addr
 	return &dataForm{
 		Type:         "form",
-		Title:        "Assign a number",
-		Instructions: []string{"Give a phone number to a user. A number the user already had is released."},
+		Title:        "Assign a " + a.noun,
+		Instructions: []string{fmt.Sprintf("Give a %s to a user. A %s the user already had is released.", strings.ToLower(a.label), a.noun)},
 		Fields: []formField{
 			{Var: "user", Type: "jid-single", Label: "User (bare JID)", Required: &struct{}{}},
-			{Var: "number", Type: "text-single", Label: "Phone number (E.164)", Required: &struct{}{}},
+			{Var: "number", Type: "text-single", Label: a.input, Required: &struct{}{}},
 		},
 	}
 }
 
-func unassignForm() *dataForm {
+func (c *Component) unassignForm() *dataForm {
+	a := c.addr
 	return &dataForm{
 		Type:         "form",
-		Title:        "Unassign a number",
-		Instructions: []string{"Take a phone number away from whoever has it."},
+		Title:        "Unassign a " + a.noun,
+		Instructions: []string{fmt.Sprintf("Take a %s away from whoever has it.", strings.ToLower(a.label))},
 		Fields: []formField{
-			{Var: "number", Type: "text-single", Label: "Phone number (E.164)", Required: &struct{}{}},
+			{Var: "number", Type: "text-single", Label: a.input, Required: &struct{}{}},
 		},
 	}
 }
@@ -265,7 +295,7 @@ func (c *Component) assignNumber(ctx context.Context, _ string, f *dataForm) (co
 	if err := c.o.Registrar.Assign(ctx, user, number); err != nil {
 		return commandOut{}, c.errorFor(err, "assign-number")
 	}
-	c.log.Info("number assigned by an administrator", "user", user, "address", number)
+	c.log.Info("address assigned by an administrator", "user", user, "address", number)
 	return commandOut{Notes: infoNote("Assigned %s to %s", number, user)}, nil
 }
 
@@ -278,7 +308,7 @@ func (c *Component) unassignNumber(ctx context.Context, _ string, f *dataForm) (
 	if err != nil {
 		return commandOut{}, c.errorFor(err, "unassign-number")
 	}
-	c.log.Info("number unassigned by an administrator", "user", user, "address", number)
+	c.log.Info("address unassigned by an administrator", "user", user, "address", number)
 	if user == "" {
 		return commandOut{Notes: infoNote("Released %s (it was not assigned)", number)}, nil
 	}
@@ -295,7 +325,7 @@ func (c *Component) listRegistrations(ctx context.Context, _ string, _ *dataForm
 		Title: "Registrations",
 		Reported: &formReported{Fields: []formField{
 			{Var: "user", Type: "jid-single", Label: "User"},
-			{Var: "number", Type: "text-single", Label: "Phone number"},
+			{Var: "number", Type: "text-single", Label: c.addr.label},
 		}},
 	}
 	for _, user := range slices.Sorted(maps.Keys(regs)) {

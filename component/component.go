@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -63,6 +62,12 @@ type Options struct {
 	// commands; Translator enables XEP-0100 jabber:iq:gateway.
 	Registrar  Registrar
 	Translator AddressTranslator
+	// AddressNoun is what the Registrar's addresses are called in the
+	// ad-hoc commands ("nick"; "" means phone numbers). Unassignable
+	// leaves out the commands that give and take them (assign-number,
+	// unassign-number): the network's addresses cannot be handed out.
+	AddressNoun  string
+	Unassignable bool
 	// Commands and IQHandlers are the adapter's own XEP-0050 commands
 	// and IQs on the domain (adapter.go).
 	Commands   []Command
@@ -105,6 +110,7 @@ type Component struct {
 	admins  map[string]bool
 
 	commands []adhocCommand  // XEP-0050 commands served, in disco#items order
+	addr     addressWords    // what the Registrar's addresses are called
 	cmds     commandSessions // XEP-0050 multi-stage commands in progress
 
 	quotas *quotas // nil: unlimited
@@ -161,8 +167,9 @@ func New(o Options) (*Component, error) {
 		quotas:  newQuotas(o.QuotaMessages, o.QuotaPer),
 		written: recent.New(recentWritten),
 	}
+	c.addr = wordsFor(o.AddressNoun)
 	if o.Registrar != nil {
-		c.commands = slices.Clone(builtinCommands)
+		c.commands = c.builtinCommands()
 	}
 	extra, err := adapterCommands(o.Commands)
 	if err != nil {

@@ -14,7 +14,9 @@
 // subscription requests (XEP-0100 style). With a Registrar it serves XEP-0077
 // registration on the gateway's domain (the Registrar picks the number) and
 // XEP-0050 ad-hoc commands (show-number for users; assign-number,
-// unassign-number and list-registrations for Admins); with an
+// unassign-number and list-registrations for Admins; named after the
+// network's addresses, Options.AddressNoun, and without assigning when
+// Options.Unassignable); with an
 // AddressTranslator, XEP-0100 jabber:iq:gateway. An adapter's own commands
 // and IQs on the domain (Options.Commands, Options.IQHandlers; adapter.go)
 // are served with the same rules. Every other IQ get/set gets

@@ -274,6 +274,14 @@ type AddressChooser interface {
 	RegisterAs(ctx context.Context, user, address string) (string, error)
 }
 
+// AddressNamer is a Registrar whose addresses are not phone numbers: it
+// names them for the gateway's ad-hoc commands ("nick", "Matrix ID") and
+// says whether an administrator can give one to a user (Assign, Unassign);
+// when not, those commands are not offered.
+type AddressNamer interface {
+	AddressName() (noun string, assignable bool)
+}
+
 // Registrar is what RegistrarProvider returns; users are bare JIDs.
 type Registrar interface {
 	Lookup(ctx context.Context, user string) (string, error)

@@ -209,9 +209,18 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 				}
 			}
 		}
-		var registrar component.Registrar
+		var (
+			registrar    component.Registrar
+			addressNoun  string
+			unassignable bool
+		)
 		if rp, ok := adapter.(gateways.RegistrarProvider); ok {
 			registrar = rp.Registrar()
+			if n, ok := registrar.(gateways.AddressNamer); ok {
+				var assignable bool
+				addressNoun, assignable = n.AddressName()
+				unassignable = !assignable
+			}
 			if fr, ok := registrar.(gateways.FormRegistrar); ok {
 				registrar = formRegistrar{Registrar: registrar, f: fr}
 			}
@@ -269,6 +278,8 @@ func buildGateways(ctx context.Context, cfg *config.Config, run parts, b *bus.Bu
 			IsRoom:         isRoom,
 			Features:       component.Features(features),
 			Registrar:      registrar,
+			AddressNoun:    addressNoun,
+			Unassignable:   unassignable,
 			Translator:     translator,
 			Commands:       commands,
 			IQHandlers:     iqs,

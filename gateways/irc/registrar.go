@@ -78,6 +78,12 @@ func (r *Registrar) RegisterAs(ctx context.Context, user, nick string) (string, 
 	return nick, nil
 }
 
+var _ gateways.AddressNamer = (*Registrar)(nil)
+
+// AddressName: a user's address is their nick, which an administrator
+// can give them (Assign) and take away (Unassign).
+func (r *Registrar) AddressName() (string, bool) { return "nick", true }
+
 // Assign gives nick to user, as an administrator would.
 func (r *Registrar) Assign(ctx context.Context, user, nick string) error {
 	if why := checkNick(nick, r.serverNickLimit(ctx)); why != "" {

@@ -18,6 +18,7 @@ var (
 	_ gateways.RegistrarProvider = (*Adapter)(nil)
 	_ gateways.Registrar         = (*Registrar)(nil)
 	_ gateways.FormRegistrar     = (*Registrar)(nil)
+	_ gateways.AddressNamer      = (*Registrar)(nil)
 )
 
 // Registrar returns the login registry (nil when the adapter was built
@@ -83,6 +84,10 @@ func (r *Registrar) Unregister(ctx context.Context, user string) (string, error)
 	mxid, err := r.a.Logout(ctx, user)
 	return string(mxid), err
 }
+
+// AddressName: a user's address is their Matrix ID, which only they can
+// log in as (the ad-hoc commands that assign addresses are not offered).
+func (r *Registrar) AddressName() (string, bool) { return "Matrix ID", false }
 
 // Assign and Unassign: a Matrix login needs the user's password, so an
 // administrator cannot assign one.

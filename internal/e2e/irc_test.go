@@ -112,6 +112,10 @@ func TestIRCPrivateMessages(t *testing.T) {
 	}
 
 	e.register(t, "alicex")
+	e.alice.SendRaw(t, `<iq to='`+ircDomain+`' type='set' id='cmd-show'><command xmlns='http://jabber.org/protocol/commands' node='show-number' action='execute'/></iq>`)
+	if st := e.alice.WaitStanza(t, ircWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "cmd-show" }); st.Type != "result" || !strings.Contains(st.Raw, "Your nick is alicex") {
+		t.Errorf("show-number on IRC: %s, want \"Your nick is alicex\"", st.Raw)
+	}
 	// IRC → XMPP works right after registering, before alice sent anything:
 	// her connection is up once the gateway says so.
 	if !ircOnline(t, bob, "alicex", ircWait) {

@@ -131,6 +131,20 @@ func TestMatrix(t *testing.T) {
 	if strings.Contains(env.g.log.String(), "matrixpass") {
 		t.Errorf("the gateway logged the password")
 	}
+	t.Run("the ad-hoc commands speak of Matrix IDs", func(t *testing.T) {
+		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='cmd-show'><command xmlns='http://jabber.org/protocol/commands' node='show-number' action='execute'/></iq>`)
+		s := alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "cmd-show" })
+		if s.Type != "result" || !strings.Contains(s.Raw, "Your Matrix ID is @alice:localhost") {
+			t.Errorf("show-number: %s", s.Raw)
+		}
+		// A Matrix login needs its user's password: no administrator can
+		// assign one, so the command does not exist (not merely forbidden).
+		alice.SendRaw(t, `<iq to='`+matrixDomain+`' type='set' id='cmd-assign'><command xmlns='http://jabber.org/protocol/commands' node='assign-number' action='execute'/></iq>`)
+		s = alice.WaitStanza(t, matrixWait, func(s xmpptest.Stanza) bool { return s.Kind == "iq" && s.ID == "cmd-assign" })
+		if s.Type != "error" || s.ErrorCondition != "item-not-found" {
+			t.Errorf("assign-number on Matrix: %s, want item-not-found", s.Raw)
+		}
+	})
 
 	// alice writes first: the gateway creates the direct chat.
 	alice.SendRaw(t, `<message to='`+bobJID+`' type='chat' id='m1'><body>hello bob</body><origin-id xmlns='urn:xmpp:sid:0' id='m1'/></message>`)
