@@ -480,6 +480,7 @@ func (b *Bus) connect(o Options) error {
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(false),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			b.connectionLost()
 			if err != nil {
 				b.log.Warn("bus disconnected", "err", err)
 			}
@@ -497,6 +498,7 @@ func (b *Bus) connect(o Options) error {
 	if o.TLSCertFile != "" {
 		opts = append(opts, nats.ClientCert(o.TLSCertFile, o.TLSKeyFile))
 	}
+	b.lost = make(chan struct{})
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
 		return fmt.Errorf("bus: connect to %s: %w", redactURL(o.URL), err)

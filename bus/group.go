@@ -476,7 +476,7 @@ func (p *Pending) await(ctx context.Context) (*jetstream.PubAck, error, error) {
 	defer cancel(nil)
 	defer context.AfterFunc(b.health.faultedContext(), func() { cancel(ErrStoreRefusing) })()
 	if p.done == nil {
-		ack, err := b.js.PublishMsg(pctx, p.msg)
+		ack, err := p.publishNow(pctx)
 		return ack, err, context.Cause(pctx)
 	}
 	select {
@@ -484,6 +484,65 @@ func (p *Pending) await(ctx context.Context) (*jetstream.PubAck, error, error) {
 		return p.ack, p.err, nil
 	case <-pctx.Done():
 		return nil, pctx.Err(), context.Cause(pctx)
+	}
+}
+
+// publishNow publishes p's message itself (no committer: external NATS,
+// or a subject no committer groups) and waits for its answer within ctx.
+// A request is not failed by a reconnect: a connection that drops with the
+// answer on its way would leave the caller waiting out its time, and the
+// callers behind it in order after it. So the wait ends when the
+// connection drops, and the message is published again once it is back:
+// its dedup id makes that a no-op if the first was stored (a KV put is the
+// same value again). One that cannot be sent again (a stream message
+// without a dedup id) or is not settled within ctx has an unknown outcome
+// (ErrDisconnected). With external NATS, "no responders" (a server that
+// has just started and not loaded its streams yet, a stream leader moving)
+// means nobody stored it: it is tried again in a moment, within ctx; the
+// embedded server's health (health.go) decides that itself.
+func (p *Pending) publishNow(ctx context.Context) (*jetstream.PubAck, error) {
+	b := p.b
+	resendable := p.msg.Header.Get(jetstream.MsgIDHeader) != "" || strings.HasPrefix(p.subject, "$KV.")
+	lostOnce := false
+	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
+		lost := b.lostSignal()
+		actx, cancel := context.WithCancelCause(ctx)
+		go func() {
+			select {
+			case <-lost:
+				cancel(nats.ErrDisconnected)
+			case <-actx.Done():
+			}
+		}()
+		ack, err := b.js.PublishMsg(actx, p.msg)
+		dropped := errors.Is(context.Cause(actx), nats.ErrDisconnected)
+		cancel(nil)
+		switch {
+		case err == nil:
+			return ack, nil
+		case dropped && !resendable:
+			return nil, fmt.Errorf("%w (the message has no dedup id to send it again with)", nats.ErrDisconnected)
+		case dropped:
+			lostOnce = true
+		case b.emb == nil && errors.Is(err, jetstream.ErrNoStreamResponse) && ctx.Err() == nil:
+			// Not stored; tried again below.
+		case lostOnce:
+			// Whatever this attempt says, the first one's outcome is
+			// not known.
+			return nil, fmt.Errorf("%w; sent again: %v", nats.ErrDisconnected, err)
+		default:
+			return nil, err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			if lostOnce {
+				return nil, fmt.Errorf("%w; not settled before the caller's time ran out", nats.ErrDisconnected)
+			}
+			return nil, err
+		case <-t.C:
+		}
 	}
 }
 
