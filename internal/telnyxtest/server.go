@@ -124,6 +124,16 @@ func (s *Server) Close() {
 	})
 }
 
+// CloseAfterEachAnswer makes the fake close every connection once it has
+// answered (no keep-alive). An outage (SetUnreachable) then always meets a
+// client that dials, and is refused before it has sent anything; with
+// keep-alive, a request written into a pooled connection at the instant
+// the outage cuts it gets EOF, and nobody can tell whether Telnyx took it.
+// Telnyx has no look-up of a message by the sender's key, so the adapter
+// then waits for a webhook to settle it (up to two minutes), which is
+// right, but not what a check of recovery after a clean outage measures.
+func (s *Server) CloseAfterEachAnswer() { s.srv.Config.SetKeepAlivesEnabled(false) }
+
 // SetUnreachable(true) makes the fake unreachable, as in an outage: new
 // connections are refused and those open are cut (requests in progress
 // get no answer). SetUnreachable(false) listens on the same address again.
