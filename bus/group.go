@@ -496,10 +496,9 @@ func (p *Pending) await(ctx context.Context) (*jetstream.PubAck, error, error) {
 // its dedup id makes that a no-op if the first was stored (a KV put is the
 // same value again). One that cannot be sent again (a stream message
 // without a dedup id) or is not settled within ctx has an unknown outcome
-// (ErrDisconnected). With external NATS, "no responders" (a server that
-// has just started and not loaded its streams yet, a stream leader moving)
-// means nobody stored it: it is tried again in a moment, within ctx; the
-// embedded server's health (health.go) decides that itself.
+// (ErrDisconnected). "No responders" is not tried again: nothing was
+// stored, and the caller hears so at once; in a cluster electing a stream
+// leader a retry would keep the answers behind it in order waiting.
 func (p *Pending) publishNow(ctx context.Context) (*jetstream.PubAck, error) {
 	b := p.b
 	resendable := p.msg.Header.Get(jetstream.MsgIDHeader) != "" || strings.HasPrefix(p.subject, "$KV.")
@@ -524,8 +523,6 @@ func (p *Pending) publishNow(ctx context.Context) (*jetstream.PubAck, error) {
 			return nil, fmt.Errorf("%w (the message has no dedup id to send it again with)", nats.ErrDisconnected)
 		case dropped:
 			lostOnce = true
-		case b.emb == nil && errors.Is(err, jetstream.ErrNoStreamResponse) && ctx.Err() == nil:
-			// Not stored; tried again below.
 		case lostOnce:
 			// Whatever this attempt says, the first one's outcome is
 			// not known.
@@ -533,6 +530,8 @@ func (p *Pending) publishNow(ctx context.Context) (*jetstream.PubAck, error) {
 		default:
 			return nil, err
 		}
+		// A pause before sending again while nats.go reconnects (what is
+		// sent meanwhile waits in its buffer).
 		t := time.NewTimer(delay)
 		select {
 		case <-ctx.Done():

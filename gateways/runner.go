@@ -7,6 +7,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -171,7 +172,7 @@ func (r *Runner) Run(ctx context.Context) error {
 		return err
 	}
 	defer stopEphemeral()
-	held := &heldSet{m: map[jetstream.Msg]struct{}{}}
+	held := newHeldSet()
 	stopProgress := make(chan struct{})
 	progressDone := make(chan struct{})
 	go func() {
@@ -205,6 +206,12 @@ func (r *Runner) Run(ctx context.Context) error {
 		defer close(tkDone)
 		tk.wait(ctx, takeoverMax(r.o.AckWait))
 	}()
+	// The same hold after the bus connection dropped: what was on its way
+	// to this runner was lost with it (takeover.suspend). The first
+	// message taken after a reconnect begins it, before it is itself
+	// taken; until a message comes, no newer one can pass the lost ones.
+	conn := r.o.Bus.Conn()
+	reconnects := conn.Stats().Reconnects
 	r.log.Info("adapter ready", "adapter", r.o.Info.ID)
 	bus.Pull(ctx, cons, r.o.Workers*32, time.Second, func(msg jetstream.Msg) {
 		j := &job{msg: msg, stopping: ctx.Done()}
@@ -214,6 +221,11 @@ func (r *Runner) Run(ctx context.Context) error {
 			return
 		}
 		held.add(msg)
+		if n := conn.Stats().Reconnects; n != reconnects {
+			reconnects = n
+			tk.suspend()
+			go tk.rearm(ctx, held.claims(), takeoverMax(r.o.AckWait))
+		}
 		tk.take(j)
 	})
 	<-tkDone
@@ -253,10 +265,21 @@ func (r *Runner) startAdapter(ctx context.Context, h Host) error {
 	}
 }
 
-// heldSet is the messages a runner has taken and not yet settled.
+// heldSet is the messages a runner has taken and not yet settled, and the
+// stream sequences of those it settled lately (their acknowledgements may
+// have been lost with a connection: takeover.rearm does not wait for them).
 type heldSet struct {
-	mu sync.Mutex
-	m  map[jetstream.Msg]struct{}
+	mu      sync.Mutex
+	m       map[jetstream.Msg]struct{}
+	settled *recent.IDs
+}
+
+// recentSettled is how many settled sequences a runner remembers: far more
+// than MaxAckPending, what can be unacknowledged when a connection drops.
+const recentSettled = 8192
+
+func newHeldSet() *heldSet {
+	return &heldSet{m: map[jetstream.Msg]struct{}{}, settled: recent.New(recentSettled)}
 }
 
 func (h *heldSet) add(m jetstream.Msg) {
@@ -269,6 +292,28 @@ func (h *heldSet) remove(m jetstream.Msg) {
 	h.mu.Lock()
 	delete(h.m, m)
 	h.mu.Unlock()
+	if md, err := m.Metadata(); err == nil {
+		h.settled.Add(strconv.FormatUint(md.Sequence.Stream, 10))
+	}
+}
+
+// claims returns whether this runner holds the message at a stream
+// sequence (as of now) or settled it lately.
+func (h *heldSet) claims() func(seq uint64) bool {
+	h.mu.Lock()
+	seqs := make(map[uint64]struct{}, len(h.m))
+	for m := range h.m {
+		if md, err := m.Metadata(); err == nil {
+			seqs[md.Sequence.Stream] = struct{}{}
+		}
+	}
+	h.mu.Unlock()
+	return func(seq uint64) bool {
+		if _, ok := seqs[seq]; ok {
+			return true
+		}
+		return h.settled.Has(strconv.FormatUint(seq, 10))
+	}
 }
 
 // keepAlive sends a progress ack for every held message each interval
