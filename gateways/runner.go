@@ -224,11 +224,13 @@ func (r *Runner) Run(ctx context.Context) error {
 		if n := conn.Stats().Reconnects; n != reconnects {
 			reconnects = n
 			tk.suspend()
-			go tk.rearm(ctx, held.claims(), takeoverMax(r.o.AckWait))
+			mine := held.claims()
+			tk.busy.Go(func() { tk.rearm(ctx, mine, takeoverMax(r.o.AckWait)) })
 		}
 		tk.take(j)
 	})
 	<-tkDone
+	tk.busy.Wait()
 	// Stopped taking new work: the workers finish what they hold, within the
 	// grace period, so shutdown stays quick even with a slow network.
 	for _, q := range queues {

@@ -58,6 +58,10 @@ type takeover struct {
 	// until ends the hold at the latest; waiting: a wait loop runs.
 	until   time.Time
 	waiting bool
+	// busy counts the goroutines of holds begun after a reconnect (rearm
+	// and its wait loop): the runner waits for them before it closes its
+	// queues, since they push the parked jobs at shutdown.
+	busy sync.WaitGroup
 }
 
 // newTakeover looks at the consumer and its stream: nothing unsettled,
@@ -193,7 +197,7 @@ func (t *takeover) rearm(ctx context.Context, mine func(uint64) bool, bound time
 	case start:
 		t.log.Info("the bus connection dropped with messages on their way to this runner: newer messages wait until those are delivered again or settled, so each conversation keeps its order",
 			"messages", n, "up_to_sequence", top, "at_most", bound)
-		go t.hold(ctx)
+		t.busy.Go(func() { t.hold(ctx) })
 	}
 }
 
