@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/xmppgw/xmppgw/bus"
@@ -311,18 +310,7 @@ func TestLeaseTakesBackOwnEntry(t *testing.T) {
 // the holder its lease, although the client's own reconnect backoff (2 s)
 // is longer than the margin: the holder makes the client try again at once.
 func TestLeaseSurvivesQuickServerRestart(t *testing.T) {
-	opts := &server.Options{Host: "127.0.0.1", Port: freePort(t), JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true}
-	start := func() *server.Server {
-		srv, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Start()
-		if !srv.ReadyForConnections(10 * time.Second) {
-			t.Fatal("nats-server not ready")
-		}
-		return srv
-	}
+	start := restartableNATS(t)
 	srv := start()
 	b := openExternal(t, srv.ClientURL())
 	l := b.Lease("component.sms")
