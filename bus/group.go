@@ -222,15 +222,8 @@ func (c *committer) commitAtomic(group []*Pending) error {
 	defer cancel()
 	// A connection that drops takes the answer with it (a request is not
 	// failed by a reconnect, it would wait out answerTimeout).
-	ctx, cancelLost := context.WithCancelCause(ctx)
-	defer cancelLost(nil)
-	go func() {
-		select {
-		case <-lost:
-			cancelLost(nats.ErrDisconnected)
-		case <-ctx.Done():
-		}
-	}()
+	ctx, cancelLost := untilLost(ctx, lost)
+	defer cancelLost()
 	reply, err := c.b.nc.RequestMsgWithContext(ctx, commit)
 	if err != nil {
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -302,6 +295,28 @@ func (c *committer) commitEach(group []*Pending) {
 	}
 }
 
+// untilLost returns ctx, also cancelled (cause nats.ErrDisconnected) when
+// lost is closed: the connection dropped, and an answer awaited on it
+// will not come.
+func untilLost(ctx context.Context, lost <-chan struct{}) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	go func() {
+		select {
+		case <-lost:
+			cancel(nats.ErrDisconnected)
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, func() { cancel(nil) }
+}
+
+// resendable says whether p's message can be published again without
+// risking a copy: its dedup id makes a second publish a no-op, and a KV
+// put writes the same value again.
+func (p *Pending) resendable() bool {
+	return p.msg.Header.Get(jetstream.MsgIDHeader) != "" || strings.HasPrefix(p.subject, "$KV.")
+}
+
 // settleLost gives the messages whose acknowledgements a reconnect lost a
 // definite answer. When the connection drops, nats.go fails every pending
 // asynchronous publish with ErrDisconnected, whether the server stored it
@@ -320,7 +335,7 @@ func (c *committer) settleLost(lost []*Pending) {
 	ctx, cancel := context.WithTimeout(context.Background(), answerTimeout)
 	defer cancel()
 	for _, p := range lost {
-		if p.msg.Header.Get(jetstream.MsgIDHeader) == "" && !strings.HasPrefix(p.subject, "$KV.") {
+		if !p.resendable() {
 			p.finish(nil, nats.ErrDisconnected)
 			continue
 		}
@@ -501,21 +516,13 @@ func (p *Pending) await(ctx context.Context) (*jetstream.PubAck, error, error) {
 // leader a retry would keep the answers behind it in order waiting.
 func (p *Pending) publishNow(ctx context.Context) (*jetstream.PubAck, error) {
 	b := p.b
-	resendable := p.msg.Header.Get(jetstream.MsgIDHeader) != "" || strings.HasPrefix(p.subject, "$KV.")
+	resendable := p.resendable()
 	lostOnce := false
 	for delay := 10 * time.Millisecond; ; delay = min(2*delay, 250*time.Millisecond) {
-		lost := b.lostSignal()
-		actx, cancel := context.WithCancelCause(ctx)
-		go func() {
-			select {
-			case <-lost:
-				cancel(nats.ErrDisconnected)
-			case <-actx.Done():
-			}
-		}()
+		actx, cancel := untilLost(ctx, b.lostSignal())
 		ack, err := b.js.PublishMsg(actx, p.msg)
 		dropped := errors.Is(context.Cause(actx), nats.ErrDisconnected)
-		cancel(nil)
+		cancel()
 		switch {
 		case err == nil:
 			return ack, nil
